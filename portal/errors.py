@@ -1,0 +1,55 @@
+"""Error pages: a domain error becomes a clear page with the right status,
+never a traceback."""
+
+from flask import render_template, request
+
+from switchboard.db import db
+from switchboard.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+
+PAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "You are not allowed to do that."),
+    404: ("Not found", "There is nothing here."),
+    405: ("Not allowed", "That action is not available here."),
+    409: ("Not possible now", "That cannot be done in the record's current state."),
+    413: ("Too large", "The upload is larger than the desk accepts."),
+    429: ("Too many attempts", "Too many attempts; wait a few minutes and try again."),
+    500: ("Something went wrong", "The error has been logged. Nothing you entered was saved."),
+}
+
+
+def render_error(status: int, message: str | None = None):
+    title, default = PAGES.get(status, PAGES[500])
+    template = "errors/fragment.html" if request.headers.get("HX-Request") else "errors/page.html"
+    return render_template(template, status=status, title=title, message=message or default), status
+
+
+def register(app) -> None:
+    for status in PAGES:
+        if status != 500:
+            app.register_error_handler(status, lambda exc, status=status: render_error(status, getattr(exc, "description", None) if status == 400 else None))
+
+    @app.errorhandler(500)
+    def internal_error(_exc):
+        db.session.rollback()
+        return render_error(500)
+
+    @app.errorhandler(NotFound)
+    def not_found(exc):
+        db.session.rollback()
+        return render_error(404, exc.message)
+
+    @app.errorhandler(PermissionDenied)
+    def forbidden(exc):
+        db.session.rollback()
+        return render_error(403, exc.message)
+
+    @app.errorhandler(InvalidTransition)
+    def conflict(exc):
+        db.session.rollback()
+        return render_error(409, exc.message)
+
+    @app.errorhandler(InvalidInput)
+    def bad_input(exc):
+        db.session.rollback()
+        return render_error(400, exc.message)

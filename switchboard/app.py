@@ -1,0 +1,59 @@
+"""Binds the domain to a Flask app: configuration, the database and Alembic.
+
+The portal, the receiver and the scheduler all start from an app set up
+here; the portal adds its blueprints on top."""
+
+import sqlalchemy as sa
+from flask import Flask
+from flask_migrate import Migrate
+
+from switchboard import config, models  # noqa: F401  (the whole schema)
+from switchboard.db import UTCDateTime, db
+
+
+
+def _render_item(type_, obj, autogen_context):
+    # Migrations name plain SQL types, never our Python wrappers, so an old
+    # migration keeps working whatever becomes of switchboard.db.
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime()"
+    return False
+
+
+migrate = Migrate(render_as_batch=True, compare_type=True, render_item=_render_item)
+
+
+def init_domain(app: Flask, overrides: dict | None = None) -> None:
+    app.config.from_mapping(config.from_environment(app.instance_path))
+    if overrides:
+        app.config.from_mapping(overrides)
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite:"):
+        # One writer at a time on SQLite: wait for the lock instead of failing.
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    db.init_app(app)
+    migrate.init_app(app, db, directory=_migrations_dir())
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+
+    from switchboard import cli  # noqa: F401  (registers commands)
+
+    cli.register(app)
+
+
+def _migrations_dir() -> str:
+    import os
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (portal pages) run while the receiver writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

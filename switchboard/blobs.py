@@ -1,0 +1,56 @@
+"""Content-addressed storage for attachments and raw messages.
+
+Bytes are keyed by their SHA-256, so the same file sent twice is stored once.
+By default they live in the database, written in the same transaction as the
+record that owns them: every host sees them and nothing is half-written.
+`BlobStore` is the one interface; an object-storage backend would implement
+the same two methods."""
+
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from switchboard.db import UTCDateTime, db, utcnow
+from switchboard.errors import NotFound
+
+
+class Blob(db.Model):
+    __tablename__ = "blob"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    size: Mapped[int]
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class DatabaseBlobStore:
+    """Keeps bytes in the `blob` table, in the caller's transaction."""
+
+    def put(self, data: bytes) -> str:
+        sha = digest(data)
+        session = db.session
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        # Insert-or-ignore: two messages carrying the same file at once must
+        # not fail on the primary key; the bytes are identical anyway.
+        session.execute(
+            insert(Blob)
+            .values(sha256=sha, size=len(data), data=data, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
+        return sha
+
+    def get(self, sha: str) -> bytes:
+        data = db.session.scalar(sa.select(Blob.data).where(Blob.sha256 == sha))
+        if data is None:
+            raise NotFound("That file is not stored.")
+        return data
+
+
+store = DatabaseBlobStore()

@@ -1,0 +1,1 @@
+"""Calls: incidents and questions logged by or for a customer."""

@@ -1,0 +1,72 @@
+"""Call and Priority."""
+
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from switchboard.db import UTCDateTime, db, utcnow
+
+
+class CallStatus(enum.Enum):
+    OPEN = "open"
+    PENDING = "pending"  # waiting on the customer or a third party: the SLA clock stops
+    RESOLVED = "resolved"  # shown as "Open/Resolved": fixed, awaiting closure
+    CLOSED = "closed"
+
+    @property
+    def label(self) -> str:
+        return {"open": "Open", "pending": "Pending", "resolved": "Open/Resolved", "closed": "Closed"}[
+            self.value
+        ]
+
+
+# Shipped names; admins rename them in settings, the numbers stay.
+DEFAULT_PRIORITIES = [(1, "P1 Critical"), (2, "P2 High"), (3, "P3 Medium"), (4, "P4 Low")]
+DEFAULT_PRIORITY_ID = 3
+
+
+class Priority(db.Model):
+    __tablename__ = "priority"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(sa.String(60))
+
+
+class Call(db.Model):
+    __tablename__ = "call"
+    __table_args__ = (sa.Index("ix_call_status_group", "status", "assigned_group_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    summary: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    priority_id: Mapped[int] = mapped_column(sa.ForeignKey("priority.id"))
+    status: Mapped[CallStatus] = mapped_column(
+        sa.Enum(CallStatus, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e]),
+        default=CallStatus.OPEN,
+        index=True,
+    )
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), index=True)
+    logged_by_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"))
+    assigned_analyst_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id"), index=True)
+    assigned_group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("analyst_group.id"))
+    source: Mapped[str] = mapped_column(sa.String(20), default="portal")
+    logged_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    first_response_at = mapped_column(UTCDateTime)
+    resolved_at = mapped_column(UTCDateTime)
+    closed_at = mapped_column(UTCDateTime)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+    priority = relationship("Priority")
+    customer = relationship("Person", foreign_keys=[customer_id])
+    logged_by = relationship("Person", foreign_keys=[logged_by_id])
+    assigned_analyst = relationship("Person", foreign_keys=[assigned_analyst_id])
+    assigned_group = relationship("Group")
+
+    @property
+    def ref(self) -> str:
+        return f"CALL-{self.id}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status is CallStatus.CLOSED

@@ -1,0 +1,113 @@
+"""Domain commands: `flask --app wsgi users ...` and `flask --app wsgi desk ...`.
+
+Output and flags are a contract for operators' scripts: keep them stable."""
+
+import json
+import sys
+
+import click
+from flask.cli import AppGroup
+
+from switchboard.db import db
+from switchboard.errors import DeskError
+
+users = AppGroup("users", help="People who log in.")
+desk = AppGroup("desk", help="The desk as a whole: stats, demo data.")
+
+
+def register(app) -> None:
+    app.cli.add_command(users)
+    app.cli.add_command(desk)
+
+
+def _read_password(prompt: bool) -> str:
+    # Never from argv: it would show in `ps` and shell history.
+    if sys.stdin.isatty() and prompt:
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    return line.rstrip("\r\n")
+
+
+@users.command("create-admin")
+@click.option("--email", required=True, help="The admin's email address (the login).")
+@click.option("--name", default="", help="Display name.")
+def create_admin(email, name):
+    """Create an admin. The password is read from stdin (or prompted on a terminal)."""
+    from switchboard.people.services import create_person
+
+    password = _read_password(prompt=True)
+    try:
+        person = create_person(email, name, admin=True, customer=False, password=password)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Created admin {person.email}.")
+
+
+@users.command("ensure-admin")
+@click.option("--email", default="admin@switchboard.local", show_default=True)
+def ensure_admin(email):
+    """Create a first admin if there is none, printing its generated password once."""
+    from switchboard.people.models import Person
+    from switchboard.people.services import create_person, generate_password
+
+    if db.session.scalar(db.select(Person.id).where(Person.is_admin, Person.active).limit(1)):
+        click.echo("An admin exists already.")
+        return
+    password = generate_password()
+    person = create_person(email, "Administrator", admin=True, customer=False, password=password)
+    db.session.commit()
+    click.echo("")
+    click.echo("  First admin created. Log in with:")
+    click.echo(f"    email:    {person.email}")
+    click.echo(f"    password: {password}")
+    click.echo("  This password is shown once; change it after logging in.")
+    click.echo("")
+
+
+@users.command("set-password")
+@click.option("--email", required=True)
+def set_password(email):
+    """Set a person's password, read from stdin (or prompted on a terminal)."""
+    from switchboard.people.services import check_password_strength, find_person
+
+    person = find_person(email)
+    if person is None:
+        raise click.ClickException(f"No person {email}.")
+    password = _read_password(prompt=True)
+    try:
+        check_password_strength(password)
+    except DeskError as exc:
+        raise click.ClickException(exc.message) from None
+    person.set_password(password)
+    db.session.commit()
+    click.echo(f"Password set for {person.email}.")
+
+
+@desk.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts and monitoring.")
+def stats(as_json):
+    """Counts of calls, requests, tasks (and mail) by status."""
+    from switchboard.stats import desk_stats
+
+    data = desk_stats()
+    if as_json:
+        click.echo(json.dumps(data, sort_keys=True))
+        return
+    for key, counts in data.items():
+        click.echo(f"{key}: " + ", ".join(f"{status} {n}" for status, n in counts.items()))
+
+
+@desk.command("demo")
+def demo():
+    """Load a small, realistic demo data set (people, groups, calls, a request)."""
+    from switchboard.demo import load_demo
+
+    try:
+        summary = load_demo()
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(summary)

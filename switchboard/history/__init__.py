@@ -1,0 +1,1 @@
+"""The timeline of every call, request and task, with attachments."""

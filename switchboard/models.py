@@ -1,0 +1,7 @@
+"""Imports every model so the metadata (and Alembic) sees the whole schema."""
+
+from switchboard.blobs import Blob  # noqa: F401
+from switchboard.calls.models import Call, Priority  # noqa: F401
+from switchboard.history.models import Attachment, HistoryEntry  # noqa: F401
+from switchboard.people.models import Group, Person  # noqa: F401
+from switchboard.requests.models import Request, Task  # noqa: F401

@@ -1,0 +1,1 @@
+"""People (one per email address) and the groups analysts work in."""

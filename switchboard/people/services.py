@@ -1,0 +1,117 @@
+"""Operations on people and groups. They flush; the caller commits."""
+
+import secrets
+
+from email import errors
+from email.headerregistry import Address
+
+from switchboard.db import db
+from switchboard.errors import InvalidInput, NotFound
+from switchboard.people.models import Group, Person
+
+
+def normalize_email(address: str) -> str:
+    """Checks the syntax and lower-cases the whole address: one person per
+    mailbox, whatever case a mail client uses. Any domain the mail system
+    delivers for is fine (intranet desks have .local and .internal ones)."""
+    text = (address or "").strip()
+    try:
+        parsed = Address(addr_spec=text)
+    except (ValueError, IndexError, errors.HeaderParseError):
+        parsed = None
+    if (
+        parsed is None
+        or not parsed.username
+        or not parsed.domain
+        or len(text) > 320
+        or any(ch.isspace() or ord(ch) < 32 for ch in text)
+        or parsed.domain.startswith(".")
+        or ".." in parsed.domain
+    ):
+        raise InvalidInput(f"Not a valid email address: {text[:80]!r}", field="email")
+    return parsed.addr_spec.lower()
+
+
+def find_person(email: str) -> Person | None:
+    try:
+        email = normalize_email(email)
+    except InvalidInput:
+        return None
+    return db.session.scalar(db.select(Person).where(Person.email == email))
+
+
+def get_person(person_id: int) -> Person:
+    person = db.session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"No person #{person_id}.")
+    return person
+
+
+def create_person(
+    email: str,
+    name: str = "",
+    *,
+    analyst: bool = False,
+    admin: bool = False,
+    customer: bool = True,
+    password: str | None = None,
+) -> Person:
+    email = normalize_email(email)
+    if find_person(email) is not None:
+        raise InvalidInput(f"{email} already exists.", field="email")
+    person = Person(
+        email=email,
+        name=(name or "").strip()[:200],
+        is_analyst=analyst or admin,
+        is_admin=admin,
+        is_customer=customer,
+        session_version=1,
+    )
+    if password is not None:
+        check_password_strength(password)
+        person.set_password(password)
+    db.session.add(person)
+    db.session.flush()
+    return person
+
+
+def find_or_create_customer(email: str, name: str = "") -> Person:
+    person = find_person(email)
+    if person is None:
+        person = create_person(email, name)
+    return person
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < 10:
+        raise InvalidInput("A password needs at least 10 characters.", field="password")
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(12)
+
+
+def create_group(name: str, email: str | None = None, members=()) -> Group:
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A group needs a name.", field="name")
+    if db.session.scalar(db.select(Group).where(Group.name == name)):
+        raise InvalidInput(f"A group named {name} exists already.", field="name")
+    group = Group(name=name, email=normalize_email(email) if email else None)
+    for member in members:
+        if not member.is_analyst:
+            raise InvalidInput(f"{member.email} is not an analyst.", field="members")
+        group.members.append(member)
+    db.session.add(group)
+    db.session.flush()
+    return group
+
+
+def analysts():
+    return db.session.scalars(
+        db.select(Person).where(Person.is_analyst, Person.active).order_by(Person.name, Person.email)
+    ).all()
+
+
+def groups():
+    return db.session.scalars(db.select(Group).where(Group.active).order_by(Group.name)).all()

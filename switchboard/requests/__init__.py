@@ -1,0 +1,1 @@
+"""Change and service requests and the workflow tasks they carry."""

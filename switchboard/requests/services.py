@@ -1,0 +1,227 @@
+"""What can happen to a request and its tasks. Same contract as the call
+services: permission first, then the change, the timeline, a flush."""
+
+from dataclasses import dataclass
+
+from switchboard.db import db, utcnow
+from switchboard.errors import InvalidInput, InvalidTransition, NotFound
+from switchboard.history.models import EntryKind
+from switchboard.history.services import record
+from switchboard.permissions import require
+from switchboard.requests.models import Request, RequestStatus, Task, TaskKind, TaskStatus
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    kind: TaskKind
+    title: str
+    description: str = ""
+    stage: int = 1
+    analyst: object = None
+    group: object = None
+    approver: object = None
+
+
+def get_request(request_id: int, actor=None) -> Request:
+    request = db.session.get(Request, request_id)
+    if request is None:
+        raise NotFound(f"There is no request {request_id}.")
+    if actor is not None:
+        require(actor, "view_request", request)
+    return request
+
+
+def get_task(task_id: int, actor=None) -> Task:
+    task = db.session.get(Task, task_id)
+    if task is None:
+        raise NotFound(f"There is no task {task_id}.")
+    if actor is not None:
+        require(actor, "view_task", task)
+    return task
+
+
+def create_request(actor, title: str, description: str = "", *, requester=None, tasks=()) -> Request:
+    require(actor, "create_request")
+    title = " ".join((title or "").split())
+    if not title:
+        raise InvalidInput("A request needs a title.", field="title")
+    now = utcnow()
+    request = Request(
+        title=title[:200],
+        description=description or "",
+        requester=requester or actor,
+        owner=actor,
+        status=RequestStatus.OPEN,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(request)
+    db.session.flush()
+    record(request, EntryKind.LOGGED, actor, f"Raised by {actor.display_name}", description)
+    for spec in tasks:
+        _new_task(request, actor, spec)
+    _advance(request, actor)
+    return request
+
+
+def add_task(request: Request, actor, spec: TaskSpec) -> Task:
+    require(actor, "add_task", request)
+    if request.status in (RequestStatus.COMPLETED, RequestStatus.REJECTED):
+        raise InvalidTransition(f"{request.ref} is {request.status.label.lower()}; it takes no new tasks.")
+    task = _new_task(request, actor, spec)
+    _advance(request, actor)
+    return task
+
+
+def _new_task(request: Request, actor, spec: TaskSpec) -> Task:
+    title = " ".join((spec.title or "").split())
+    if not title:
+        raise InvalidInput("A task needs a title.", field="title")
+    if spec.kind is TaskKind.APPROVAL and spec.approver is None:
+        raise InvalidInput("An approval task needs an approver.", field="approver")
+    if spec.stage < 1:
+        raise InvalidInput("Stages count from 1.", field="stage")
+    active_stage = _active_stage(request)
+    if active_stage is not None and spec.stage < active_stage:
+        raise InvalidInput(f"Stage {active_stage} is under way; add tasks to it or a later one.", field="stage")
+    task = Task(
+        request=request,
+        stage=spec.stage,
+        kind=spec.kind,
+        title=title[:200],
+        description=spec.description or "",
+        status=TaskStatus.PENDING,
+        assigned_analyst=spec.analyst,
+        assigned_group=spec.group,
+        approver=spec.approver,
+    )
+    db.session.add(task)
+    db.session.flush()
+    record(request, EntryKind.CHANGE, actor, f"Task {task.ref} added: {task.title}")
+    record(task, EntryKind.LOGGED, actor, f"Added by {actor.display_name}", task.description)
+    return task
+
+
+def _active_stage(request: Request) -> int | None:
+    stages = [t.stage for t in request.tasks if not t.status.finished]
+    return min(stages) if stages else None
+
+
+def _advance(request: Request, actor) -> list[Task]:
+    """Starts the tasks of the lowest unfinished stage and derives the
+    request's status from its tasks. Returns the tasks it started, so the
+    caller (later: the mail notifications) knows who to tell."""
+    started = []
+    if request.status is not RequestStatus.REJECTED:
+        stage = _active_stage(request)
+        for task in request.tasks:
+            if task.stage == stage and task.status is TaskStatus.PENDING:
+                task.status = (
+                    TaskStatus.AWAITING_DECISION if task.kind is TaskKind.APPROVAL else TaskStatus.IN_PROGRESS
+                )
+                task.started_at = utcnow()
+                record(task, EntryKind.STATUS, actor, f"Status Pending → {task.status.label}")
+                started.append(task)
+    _derive_status(request, actor)
+    db.session.flush()
+    return started
+
+
+def _derive_status(request: Request, actor) -> None:
+    statuses = [t.status for t in request.tasks]
+    if TaskStatus.REJECTED in statuses:
+        new = RequestStatus.REJECTED
+    elif statuses and all(s.finished for s in statuses):
+        new = RequestStatus.COMPLETED
+    elif any(s.finished or s.active for s in statuses):
+        new = RequestStatus.IN_PROGRESS
+    else:
+        new = RequestStatus.OPEN
+    if new is not request.status:
+        old = request.status
+        request.status = new
+        request.completed_at = utcnow() if new in (RequestStatus.COMPLETED, RequestStatus.REJECTED) else None
+        record(request, EntryKind.STATUS, actor, f"Status {old.label} → {new.label}",
+               details={"from": old.value, "to": new.value})
+    request.updated_at = utcnow()
+
+
+def complete_task(task: Task, actor, note: str = ""):
+    require(actor, "complete_task", task)
+    if task.status is not TaskStatus.IN_PROGRESS:
+        raise InvalidTransition(f"{task.ref} is {task.status.label.lower()}; only a task in progress can be done.")
+    task.status = TaskStatus.DONE
+    task.finished_at = utcnow()
+    entry = record(task, EntryKind.STATUS, actor, "Status In progress → Done", note)
+    _advance(task.request, actor)
+    return entry
+
+
+def approve_task(task: Task, actor, reason: str = "", *, via: str = "portal"):
+    return _decide(task, actor, TaskStatus.APPROVED, reason, via)
+
+
+def reject_task(task: Task, actor, reason: str, *, via: str = "portal"):
+    if not (reason or "").strip():
+        raise InvalidInput("Say why you reject it.", field="reason")
+    return _decide(task, actor, TaskStatus.REJECTED, reason, via)
+
+
+def _decide(task: Task, actor, outcome: TaskStatus, reason: str, via: str):
+    require(actor, "decide_task", task)
+    if task.kind is not TaskKind.APPROVAL:
+        raise InvalidTransition(f"{task.ref} is not an approval task.")
+    if task.status is not TaskStatus.AWAITING_DECISION:
+        raise InvalidTransition(f"{task.ref} is {task.status.label.lower()}; it is not awaiting a decision.")
+    now = utcnow()
+    task.status = outcome
+    task.decided_at = task.finished_at = now
+    task.decision_reason = (reason or "").strip()
+    verb = "Approved" if outcome is TaskStatus.APPROVED else "Rejected"
+    entry = record(task, EntryKind.DECISION, actor, f"{verb} by {actor.display_name}", task.decision_reason,
+                   details={"decision": outcome.value, "via": via})
+    record(task.request, EntryKind.DECISION, actor, f"{task.ref} {verb.lower()} by {actor.display_name}",
+           task.decision_reason)
+    if outcome is TaskStatus.REJECTED:
+        for other in task.request.tasks:
+            if other.status is TaskStatus.PENDING or other.status.active:
+                other.status = TaskStatus.CANCELLED
+                other.finished_at = now
+                record(other, EntryKind.STATUS, actor, f"Cancelled: {task.ref} was rejected")
+    _advance(task.request, actor)
+    return entry
+
+
+def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = ""):
+    require(actor, "forward_task", task)
+    if task.status.finished:
+        raise InvalidTransition(f"{task.ref} is {task.status.label.lower()}; it cannot be forwarded.")
+    if analyst is None and group is None:
+        raise InvalidInput("Choose an analyst or a group to forward to.", field="analyst")
+    if analyst is not None and not (analyst.is_analyst and analyst.active):
+        raise InvalidInput(f"{analyst.display_name} is not an active analyst.", field="analyst")
+    task.assigned_analyst = analyst
+    task.assigned_group = group
+    parts = [p for p in (analyst.display_name if analyst else None, group.name if group else None) if p]
+    entry = record(task, EntryKind.FORWARD, actor, "Forwarded to " + " / ".join(parts), note)
+    db.session.flush()
+    return entry
+
+
+def update_task(task: Task, actor, note: str, *, attachments=(), via: str = "portal"):
+    require(actor, "update_task", task)
+    return _note(task, actor, note, attachments, via)
+
+
+def update_request(request: Request, actor, note: str, *, attachments=(), via: str = "portal"):
+    require(actor, "update_request", request)
+    request.updated_at = utcnow()
+    return _note(request, actor, note, attachments, via)
+
+
+def _note(owner, actor, note, attachments, via):
+    note = (note or "").strip()
+    if not note and not attachments:
+        raise InvalidInput("Write a note or attach a file.", field="note")
+    kind = EntryKind.EMAIL_IN if via == "email" else EntryKind.NOTE
+    return record(owner, kind, actor, f"Update by {actor.display_name}", note, attachments=attachments)
