@@ -1,0 +1,73 @@
+"""Finding calls for lists: an analyst's own work, their groups' queues and
+the call list's filters. Each returns a SELECT, so a caller can count it,
+page it or add to it; nothing here changes a call."""
+
+import re
+
+import sqlalchemy as sa
+
+from switchboard.calls.models import Call, CallStatus
+from switchboard.people.models import group_membership
+
+# Work still to do. A resolved call waits on the customer, not the analyst.
+WORKING_STATUSES = (CallStatus.OPEN, CallStatus.PENDING)
+
+# The call list's status filter: a word people use -> the statuses it means.
+STATUS_FILTERS = {
+    "active": (CallStatus.OPEN, CallStatus.PENDING, CallStatus.RESOLVED),
+    "open": (CallStatus.OPEN,),
+    "pending": (CallStatus.PENDING,),
+    "resolved": (CallStatus.RESOLVED,),
+    "closed": (CallStatus.CLOSED,),
+    "all": tuple(CallStatus),
+}
+SCOPES = ("all", "mine", "groups")
+
+_REF = re.compile(r"^\s*(?:call)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
+
+
+def _group_ids(person):
+    return sa.select(group_membership.c.group_id).where(group_membership.c.person_id == person.id)
+
+
+def _work_order(query):
+    # Most urgent first, then the one waiting longest.
+    return query.order_by(Call.priority_id, Call.logged_at, Call.id)
+
+
+def assigned_calls(person) -> sa.Select:
+    """Calls assigned to this analyst that still need work."""
+    return _work_order(
+        sa.select(Call).where(Call.assigned_analyst_id == person.id, Call.status.in_(WORKING_STATUSES))
+    )
+
+
+def group_queue_calls(person) -> sa.Select:
+    """Calls sent to one of this analyst's groups that nobody has picked up."""
+    return _work_order(
+        sa.select(Call).where(
+            Call.assigned_group_id.in_(_group_ids(person)),
+            Call.assigned_analyst_id.is_(None),
+            Call.status.in_(WORKING_STATUSES),
+        )
+    )
+
+
+def find_calls(person, *, status: str = "active", scope: str = "all", text: str = "") -> sa.Select:
+    """The call list: a status word from STATUS_FILTERS, a scope from SCOPES
+    ("mine": assigned to me; "groups": assigned to one of my groups), and a
+    text that matches the summary or a reference (42, CALL-42). Unknown
+    words fall back to the defaults rather than failing."""
+    query = sa.select(Call).where(Call.status.in_(STATUS_FILTERS.get(status, STATUS_FILTERS["active"])))
+    if scope == "mine":
+        query = query.where(Call.assigned_analyst_id == person.id)
+    elif scope == "groups":
+        query = query.where(Call.assigned_group_id.in_(_group_ids(person)))
+    text = (text or "").strip()
+    if text:
+        match = _REF.match(text)
+        condition = Call.summary.icontains(text, autoescape=True)
+        if match:
+            condition = sa.or_(condition, Call.id == int(match.group(1)))
+        query = query.where(condition)
+    return query.order_by(Call.updated_at.desc(), Call.id.desc())
