@@ -1,0 +1,33 @@
+"""What an admin changes about calls as a whole: the priorities' names (the
+numbers 1..4 stay, so SLAs and old calls keep their meaning)."""
+
+import sqlalchemy as sa
+
+from switchboard.calls.models import Priority
+from switchboard.db import db
+from switchboard.errors import InvalidInput, NotFound
+from switchboard.permissions import require
+
+NAME_MAX = 60
+
+
+def priorities() -> list[Priority]:
+    return db.session.scalars(sa.select(Priority).order_by(Priority.id)).all()
+
+
+def rename_priority(actor, priority_id: int, name: str) -> Priority:
+    require(actor, "admin")
+    priority = db.session.get(Priority, priority_id)
+    if priority is None:
+        raise NotFound(f"There is no priority {priority_id}.")
+    name = " ".join((name or "").split())
+    if not name:
+        raise InvalidInput("A priority needs a name.", field="name")
+    if len(name) > NAME_MAX:
+        raise InvalidInput(f"Keep it to {NAME_MAX} characters.", field="name")
+    taken = db.session.scalar(sa.select(Priority.id).where(Priority.name == name, Priority.id != priority_id))
+    if taken is not None:
+        raise InvalidInput(f"Priority {taken} is called {name} already.", field="name")
+    priority.name = name
+    db.session.flush()
+    return priority
