@@ -1,0 +1,1 @@
+"""Incoming mail: parsing, classification, matching and the ingest pipeline."""

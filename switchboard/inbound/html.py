@@ -1,0 +1,118 @@
+"""Make the HTML of incoming mail safe to show in the portal, and turn it into plain text.
+
+Safe means: no scripts, no event handlers, nothing that loads from the network when an
+analyst opens the mail (remote images are tracking pixels), only `cid:` and inline data images.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+
+import nh3
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+
+ALLOWED_TAGS = frozenset({
+    "a", "abbr", "address", "b", "bdi", "bdo", "big", "blockquote", "br", "caption", "center",
+    "cite", "code", "col", "colgroup", "dd", "del", "dfn", "div", "dl", "dt", "em", "font",
+    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p",
+    "pre", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "sup", "table",
+    "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var",
+})
+
+_TABLE_ATTRIBUTES = {"align", "valign", "width", "height", "colspan", "rowspan", "border",
+                     "cellpadding", "cellspacing", "bgcolor"}
+ALLOWED_ATTRIBUTES = {
+    "*": {"style", "title", "dir", "lang"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "font": {"color", "face", "size"},
+    "table": _TABLE_ATTRIBUTES,
+    "td": _TABLE_ATTRIBUTES,
+    "th": _TABLE_ATTRIBUTES,
+    "tr": _TABLE_ATTRIBUTES,
+    "col": {"span", "width"},
+    "colgroup": {"span", "width"},
+    "ol": {"start", "type"},
+    "blockquote": {"type"},
+}
+
+# Properties that cannot load anything from the network (no background, list-style, content...).
+ALLOWED_STYLE_PROPERTIES = frozenset({
+    "color", "background-color", "font", "font-family", "font-size", "font-style", "font-weight",
+    "text-align", "text-decoration", "text-indent", "text-transform", "line-height",
+    "letter-spacing", "white-space", "vertical-align", "direction",
+    "margin", "margin-top", "margin-right", "margin-bottom", "margin-left",
+    "padding", "padding-top", "padding-right", "padding-bottom", "padding-left",
+    "border", "border-top", "border-right", "border-bottom", "border-left", "border-color",
+    "border-style", "border-width", "border-collapse", "border-spacing",
+    "width", "height", "max-width", "min-width", "list-style-type", "display",
+})
+
+# Removed together with everything inside them, not just unwrapped.
+_DROP_WITH_CONTENT = frozenset({"script", "style", "title", "noscript", "template", "iframe",
+                                "object", "embed", "applet", "frame", "frameset", "head"})
+
+_LINK_SCHEMES = ("http:", "https:", "mailto:", "tel:")
+_DATA_IMAGE = re.compile(r"^data:image/(png|gif|jpe?g|webp|bmp);base64,", re.IGNORECASE)
+_NEWLINES = re.compile(r"\r\n?")
+_MANY_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
+    lowered = value.strip().lower()
+    if attribute == "src":
+        # Only images carried inside the mail itself; a remote src would tell the sender
+        # when (and from where) the mail was read.
+        if lowered.startswith("cid:") or _DATA_IMAGE.match(lowered):
+            return value.strip()
+        return None
+    if attribute == "href":
+        if lowered.startswith(_LINK_SCHEMES) or lowered.startswith("#"):
+            return value
+        return None
+    if attribute == "style" and ("url(" in lowered or "expression" in lowered or "@import" in lowered):
+        return None
+    return value
+
+
+def sanitize_html(html: str) -> str:
+    """Return HTML that keeps the mail's formatting but cannot run code or load remote content."""
+    if not html:
+        return ""
+    html = html.replace("\x00", "")
+    return nh3.clean(
+        html,
+        tags=set(ALLOWED_TAGS),
+        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        clean_content_tags=set(_DROP_WITH_CONTENT),
+        url_schemes={"http", "https", "mailto", "tel", "cid", "data"},
+        link_rel="noopener noreferrer",
+        filter_style_properties=set(ALLOWED_STYLE_PROPERTIES),
+        attribute_filter=_filter_attribute,
+        strip_comments=True,
+    )
+
+
+_TEXT_CONFIG = ParserConfig(display_links=False, display_images=False)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def tidy_text(text: str) -> str:
+    """Normalise line endings, drop trailing spaces and runs of blank lines."""
+    text = _NEWLINES.sub("\n", text).replace("\x00", "")
+    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """Render HTML as readable plain text (paragraphs, lists and tables kept apart)."""
+    if not html or not html.strip():
+        return ""
+    html = html.replace("\x00", "")
+    try:  # inscriptis already leaves out head, script and style
+        text = get_text(html, _TEXT_CONFIG)
+    except Exception:  # never let one odd HTML body take the whole message down
+        text = html_lib.unescape(_TAG.sub(" ", html))
+    return tidy_text(text.replace("\xa0", " "))
