@@ -1,0 +1,1 @@
+"""Tests of outgoing mail: composing, templates, the catalogue and SMTP sending."""
