@@ -5,3 +5,5 @@ from switchboard.calls.models import Call, Priority  # noqa: F401
 from switchboard.history.models import Attachment, HistoryEntry  # noqa: F401
 from switchboard.people.models import Group, Person  # noqa: F401
 from switchboard.requests.models import Request, Task  # noqa: F401
+from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, MailboxReceipt  # noqa: F401
+from switchboard.outbox.models import OutboxMessage, OutgoingServer  # noqa: F401

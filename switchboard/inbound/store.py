@@ -1,0 +1,133 @@
+"""Step one for every transport: keep the raw message, durably, once.
+
+The transport (LMTP, IMAP, POP3, pipe) calls `store_message`, commits, and
+only then acknowledges (250 / move / delete). Acting on the message is a
+separate step (`switchboard.inbound.process`), so a failure there loses
+nothing. Storing the same message again is harmless: it is recognised by its
+fingerprint within the account's scope and only counted."""
+
+import hashlib
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from switchboard.blobs import store as blob_store
+from switchboard.db import db, utcnow
+from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, InboundStatus
+from switchboard.inbound.parse import decode_header_text, parse_message_ids
+
+# Headers that say what the message is, not how it travelled: the same mail
+# fetched by IMAP and pushed over LMTP differs only in trace headers
+# (Received, Delivered-To, Return-Path...) and maybe line endings.
+IDENTITY_HEADERS = ("message-id", "from", "to", "cc", "date", "subject")
+
+
+@dataclass(frozen=True)
+class Stored:
+    inbound_id: int
+    duplicate: bool
+
+
+def _split(raw: bytes) -> tuple[bytes, bytes]:
+    for sep in (b"\r\n\r\n", b"\n\n", b"\r\r"):
+        at = raw.find(sep)
+        if at != -1:
+            return raw[:at], raw[at + len(sep):]
+    return raw, b""
+
+
+def _normalise(data: bytes) -> bytes:
+    return b"\n".join(line.rstrip() for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")).strip()
+
+
+def fingerprint(raw: bytes, headers) -> str:
+    h = hashlib.sha256()
+    for name in IDENTITY_HEADERS:
+        for value in headers.get_all(name, []):
+            h.update(name.encode() + b":" + " ".join(str(value).split()).encode("utf-8", "replace") + b"\n")
+    h.update(b"\n")
+    h.update(_normalise(_split(raw)[1]))
+    return h.hexdigest()
+
+
+def scope_for(account: IncomingAccount | None) -> str:
+    return f"account:{account.id}" if account is not None else "default"
+
+
+def store_message(
+    raw: bytes,
+    *,
+    source: str,
+    account: IncomingAccount | None = None,
+    envelope_from: str | None = None,
+    envelope_to=(),
+) -> Stored:
+    """Adds the message (or counts a repeat). Flushes; the caller commits."""
+    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    ids = parse_message_ids(str(headers.get("message-id", "") or ""))
+    subject = decode_header_text(str(headers.get("subject", "") or ""))
+    from_header = decode_header_text(str(headers.get("from", "") or ""))
+    scope = scope_for(account)
+    key = fingerprint(raw, headers)
+    sha = blob_store.put(raw)
+    session = db.session
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    row_id = session.execute(
+        insert(InboundMessage)
+        .values(
+            scope=scope,
+            fingerprint=key,
+            raw_sha256=sha,
+            size=len(raw),
+            source=source,
+            account_id=account.id if account else None,
+            envelope_from=(envelope_from or "")[:320] or None,
+            envelope_to=list(envelope_to) or None,
+            message_id=ids[0][:998] if ids else None,
+            from_address=_address_of(from_header),
+            subject=" ".join(subject.split())[:300],
+            received_at=utcnow(),
+            deliveries=1,
+            status=InboundStatus.NEW,
+            outcome="",
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["scope", "fingerprint"])
+        .returning(InboundMessage.id)
+    ).scalar()
+    if row_id is not None:
+        return Stored(row_id, duplicate=False)
+    existing = session.execute(
+        sa.update(InboundMessage)
+        .where(InboundMessage.scope == scope, InboundMessage.fingerprint == key)
+        .values(deliveries=InboundMessage.deliveries + 1)
+        .returning(InboundMessage.id)
+    ).scalar_one()
+    return Stored(existing, duplicate=True)
+
+
+def _address_of(from_header: str) -> str | None:
+    from email.utils import parseaddr
+
+    address = parseaddr(from_header)[1].strip().lower()
+    return address[:320] or None
+
+
+def account_for_recipient(address: str) -> IncomingAccount | None:
+    """The active account an address belongs to: an exact address first,
+    then an `@domain` catch-all."""
+    address = (address or "").strip().lower()
+    if "@" not in address:
+        return None
+    domain = "@" + address.rsplit("@", 1)[1]
+    rows = db.session.execute(
+        sa.select(IncomingAddress.address, IncomingAccount)
+        .join(IncomingAccount)
+        .where(IncomingAddress.address.in_([address, domain]), IncomingAccount.active)
+    ).all()
+    by_address = {row[0]: row[1] for row in rows}
+    return by_address.get(address) or by_address.get(domain)

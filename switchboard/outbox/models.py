@@ -1,0 +1,93 @@
+"""The message table (outbox) and the SMTP servers mail leaves through."""
+
+import enum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from switchboard.db import UTCDateTime, db, utcnow
+
+
+def _enum(cls, length=20):
+    return sa.Enum(cls, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e])
+
+
+class OutboxStatus(enum.Enum):
+    QUEUED = "queued"
+    SENDING = "sending"  # claimed by a sender, under a lease
+    SENT = "sent"
+    DEFERRED = "deferred"  # a temporary failure; tried again at next_attempt_at
+    FAILED = "failed"  # permanent, or out of attempts: an admin requeues or cancels
+    CANCELLED = "cancelled"
+
+
+class OutboxMessage(db.Model):
+    """One mail, written in the same transaction as the change that caused it."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (sa.Index("ix_outbox_message_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_type: Mapped[int]  # switchboard.outbox.catalogue number
+    status: Mapped[OutboxStatus] = mapped_column(_enum(OutboxStatus), default=OutboxStatus.QUEUED)
+    to: Mapped[list] = mapped_column(sa.JSON)
+    cc: Mapped[list | None] = mapped_column(sa.JSON)
+    from_address: Mapped[str | None] = mapped_column(sa.String(320))
+    from_name: Mapped[str | None] = mapped_column(sa.String(200))
+    # Rendered at send time from the template and this snapshot, unless the
+    # subject and text were written out already (manual mail, rejections).
+    template_key: Mapped[str | None] = mapped_column(sa.String(60))
+    context: Mapped[dict | None] = mapped_column(sa.JSON)
+    subject: Mapped[str | None] = mapped_column(sa.String(998))
+    text_body: Mapped[str | None] = mapped_column(sa.Text)
+    html_body: Mapped[str | None] = mapped_column(sa.Text)
+    attachments: Mapped[list | None] = mapped_column(sa.JSON)  # [{sha256, filename, content_type}]
+    automatic: Mapped[bool] = mapped_column(default=True)
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)  # with <>, set when queued
+    in_reply_to: Mapped[str | None] = mapped_column(sa.String(998))
+    references: Mapped[list | None] = mapped_column(sa.JSON)
+    reply_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call.id", ondelete="SET NULL"), index=True)
+    request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service_request.id", ondelete="SET NULL"), index=True)
+    task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("task.id", ondelete="SET NULL"), index=True)
+    # The person the token was issued to (approval tokens prove this person got the mail).
+    recipient_person_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id", ondelete="SET NULL"))
+    # The inbound message this answers (rejections, summaries).
+    inbound_id: Mapped[int | None] = mapped_column(sa.ForeignKey("inbound_message.id", ondelete="SET NULL"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    lease_until = mapped_column(UTCDateTime)
+    last_code: Mapped[int | None]
+    last_message: Mapped[str | None] = mapped_column(sa.Text)
+    recipient_results: Mapped[dict | None] = mapped_column(sa.JSON)  # address -> {code, message, outcome}
+    server_name: Mapped[str | None] = mapped_column(sa.String(80))
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    sent_at = mapped_column(UTCDateTime)
+    bounced_at = mapped_column(UTCDateTime)
+    bounce_inbound_id: Mapped[int | None] = mapped_column(sa.ForeignKey("inbound_message.id", ondelete="SET NULL"))
+
+    call = relationship("Call")
+    request = relationship("Request")
+    task = relationship("Task")
+    recipient_person = relationship("Person")
+
+
+class OutgoingServer(db.Model):
+    """An SMTP server; the sender uses the first working one by priority."""
+
+    __tablename__ = "outgoing_server"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(80), unique=True)
+    host: Mapped[str] = mapped_column(sa.String(255))
+    port: Mapped[int]
+    security: Mapped[str] = mapped_column(sa.String(10), default="starttls")  # none, starttls, tls
+    username: Mapped[str | None] = mapped_column(sa.String(255))
+    password_encrypted: Mapped[str | None] = mapped_column(sa.Text)
+    trusted_ca_pem: Mapped[str | None] = mapped_column(sa.Text)
+    from_address: Mapped[str] = mapped_column(sa.String(320))
+    from_name: Mapped[str | None] = mapped_column(sa.String(200))
+    priority: Mapped[int] = mapped_column(default=10)  # lower goes first
+    active: Mapped[bool] = mapped_column(default=True)
+    timeout_seconds: Mapped[int] = mapped_column(default=30)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
