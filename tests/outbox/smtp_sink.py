@@ -185,11 +185,14 @@ class _SinkSMTP(SMTP):
     def __init__(self, sink: SmtpSink, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._sink = sink
+        self._sink_counted = False
 
     def connection_made(self, transport):
         super().connection_made(transport)
-        with self._sink._lock:
-            self._sink.connections += 1
+        if not self._sink_counted:  # STARTTLS calls this again on the same connection
+            self._sink_counted = True
+            with self._sink._lock:
+                self._sink.connections += 1
         self._sink._live.add(self)
 
     def connection_lost(self, error):
