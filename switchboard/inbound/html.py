@@ -99,10 +99,20 @@ _TEXT_CONFIG = ParserConfig(display_links=False, display_images=False)
 _TAG = re.compile(r"<[^>]*>")
 
 
-def tidy_text(text: str) -> str:
-    """Normalise line endings, drop trailing spaces and runs of blank lines."""
+_BLANK_LINE = re.compile(r"^[ \t]+$", re.MULTILINE)
+
+
+def tidy_text(text: str, *, strip_line_ends: bool = False) -> str:
+    """Normalise line endings and runs of blank lines.
+
+    Spaces at line ends are kept unless asked: in plain text they can mean something
+    (the "-- " signature separator, format=flowed).
+    """
     text = _NEWLINES.sub("\n", text).replace("\x00", "")
-    text = "\n".join(line.rstrip() for line in text.split("\n"))
+    if strip_line_ends:
+        text = "\n".join(line.rstrip() for line in text.split("\n"))
+    else:
+        text = _BLANK_LINE.sub("", text)
     return _MANY_BLANK_LINES.sub("\n\n", text).strip("\n")
 
 
@@ -115,4 +125,4 @@ def html_to_text(html: str) -> str:
         text = get_text(html, _TEXT_CONFIG)
     except Exception:  # never let one odd HTML body take the whole message down
         text = html_lib.unescape(_TAG.sub(" ", html))
-    return tidy_text(text.replace("\xa0", " "))
+    return tidy_text(text.replace("\xa0", " "), strip_line_ends=True)
