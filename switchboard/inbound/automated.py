@@ -37,7 +37,7 @@ KINDS = ("own", "bounce", "feedback", "receipt", "auto_reply", "auto_generated",
 
 _NEVER_ANSWER_LOCAL = re.compile(
     r"^(mailer[-_]?daemon|post[-_]?master|poostmaster|double-bounce|"
-    r"bounces?|bounce[-+._].*|.*[-+._]bounces?|returns?|"
+    r"bounces?|bounces?[-+._].*|.*[-+._]bounces?|returns?|"
     r"no[-_.]?reply|do[-_.]?not[-_.]?reply|dont[-_.]?reply|no[-_.]?response|noreply[-+._].*|"
     r".*[-+._]no[-_.]?reply|no[-_.]?reply[-+._].*)$",
     re.IGNORECASE,
@@ -251,9 +251,13 @@ _FIELD = re.compile(r"^([A-Za-z-]+)\s*:\s*(.*)$")
 _ADDRESS = re.compile(r"[^\s<>\"';:(),\[\]]+@[^\s<>\"';:(),\[\]]+\.[A-Za-z0-9-]+")
 
 
-def _dsn_failures(message: Message) -> list[str]:
-    """Final-Recipient of every per-recipient block whose Action is failed (RFC 3464)."""
-    found: list[str] = []
+def _dsn_failures(message: Message) -> list[str] | None:
+    """Final-Recipient of every per-recipient block whose Action is failed (RFC 3464).
+
+    None when the mail carries no readable delivery-status part; an empty list when it does
+    but reports nothing failed (a delay warning, a success notice).
+    """
+    found: list[str] | None = None
     for part in message.walk():
         if part.get_content_type() not in ("message/delivery-status", "message/global-delivery-status"):
             continue
@@ -273,7 +277,9 @@ def _dsn_failures(message: Message) -> list[str]:
             action = fields.get("action", "").strip().lower()
             status = fields.get("status", "").strip()
             recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
-            if action.startswith("failed") or (not action and status.startswith("5")):
+            if recipient and (action or status):
+                found = found if found is not None else []
+            if found is not None and (action.startswith("failed") or (not action and status.startswith("5"))):
                 address = _ADDRESS.search(recipient.split(";", 1)[-1])
                 if address and address.group(0).lower() not in found:
                     found.append(address.group(0).lower())
@@ -299,16 +305,23 @@ def failed_recipients(raw_or_msg: bytes | ParsedMessage) -> list[str]:
     except Exception:
         return sorted(set(found), key=found.index)
     try:
-        found.extend(_dsn_failures(message))
+        reported = _dsn_failures(message)
     except Exception:
         log.debug("reading the delivery-status part failed", exc_info=True)
-    if not found:
-        # flufl's looser detectors also pick up message ids and the bounce's own addresses.
-        ignore = _own_addresses(parsed) | {i.lower() for i in _MESSAGE_ID_IN_TEXT.findall(
-            raw.decode("ascii", "replace"))}
-        found.extend(a for a in _flufl_failures(message) if a not in ignore)
-    if not found:
-        found.extend(_failures_in_text(parsed))
+        reported = None
+    if reported is not None:  # a standard report says it all, even when nothing failed
+        found.extend(reported)
+    elif not found:
+        # flufl's looser detectors also pick up message ids and the addresses of the bounce
+        # and of the returned mail's sender; the latter only counts when it is all there is
+        # (people do mail themselves).
+        message_ids = {i.lower() for i in _MESSAGE_ID_IN_TEXT.findall(raw.decode("ascii", "replace"))}
+        candidates = [a for a in _flufl_failures(message)
+                      if a not in message_ids and a not in (parsed.from_address, parsed.return_path)]
+        own = _own_addresses(parsed)
+        found.extend([a for a in candidates if a not in own] or candidates)
+        if not found and not _DELAY_WARNING.search(parsed.subject):
+            found.extend(_failures_in_text(parsed))
     unique: list[str] = []
     for address in found:
         address = address.strip().strip("<>").lower()
