@@ -17,7 +17,8 @@ from types import SimpleNamespace
 from switchboard.outbox.compose import mailto_link
 from switchboard.outbox.templates import check_template, render
 from switchboard.outbox.views import (  # noqa: F401 (snapshot/restore re-exported)
-    call_view, desk_view, item_view, person_view, request_view, restore, snapshot, task_view,
+    View, call_view, desk_view, item_view, person_view, request_view, restore, snapshot,
+    task_view,
 )
 
 
@@ -255,8 +256,21 @@ _TYPES = [
 CATALOGUE: dict[MessageType, MessageTypeInfo] = {info.type: info for info in _TYPES}
 _BY_KEY = {info.key: info for info in _TYPES}
 
-# `catalogue.CALL_LOGGED` etc., the numbers by name.
-globals().update({t.name: t for t in MessageType})
+# `catalogue.CALL_LOGGED` etc.: the types by name, for short imports.
+CALL_LOGGED = MessageType.CALL_LOGGED
+CALL_UPDATED_BY_EMAIL = MessageType.CALL_UPDATED_BY_EMAIL
+CALL_FORWARDED = MessageType.CALL_FORWARDED
+CALL_RESOLVED = MessageType.CALL_RESOLVED
+CALL_CLOSED = MessageType.CALL_CLOSED
+CALL_REOPENED = MessageType.CALL_REOPENED
+TASK_FORWARDED = MessageType.TASK_FORWARDED
+APPROVAL_REQUESTED = MessageType.APPROVAL_REQUESTED
+APPROVAL_DECIDED = MessageType.APPROVAL_DECIDED
+EMAIL_REJECTED = MessageType.EMAIL_REJECTED
+SUMMARY_REPLY = MessageType.SUMMARY_REPLY
+SLA_ESCALATION = MessageType.SLA_ESCALATION
+SLA_BREACH = MessageType.SLA_BREACH
+MANUAL_MESSAGE = MessageType.MANUAL_MESSAGE
 
 
 def get(type_: MessageType | int | str) -> MessageTypeInfo:
@@ -270,6 +284,20 @@ def get(type_: MessageType | int | str) -> MessageTypeInfo:
         return CATALOGUE[MessageType(int(type_))]
     except ValueError:
         raise KeyError(f"no message type {type_!r}") from None
+
+
+def base_variables(*, desk_name: str, desk_address: str, desk_url: str = "",
+                   recipient=None, token: str | None = None) -> dict:
+    """The variables every type has (`desk`, `recipient`, `token`); the sender adds these
+    to a row's stored variables. `recipient` is a Person, a view, or a bare address."""
+    if isinstance(recipient, str):
+        who = View(recipient, display_name=recipient, name="", email=recipient)
+    elif recipient is None or isinstance(recipient, View):
+        who = recipient
+    else:
+        who = person_view(recipient)
+    return {"desk": desk_view(desk_name, desk_address, desk_url), "recipient": who,
+            "token": token}
 
 
 def render_message(type_: MessageType | int | str, variables: dict,

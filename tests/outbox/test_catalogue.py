@@ -115,8 +115,31 @@ def test_rejection_lists_every_accepted_subject():
 def test_summary_reply_lists_items_or_says_there_are_none():
     values = sample_variables("summary_reply")
     assert "CALL-38 [Pending]" in render_message("summary_reply", values).text
+    # Call and task views work as items as they are.
+    call = sample_variables("call_logged")["call"]
+    task = sample_variables("task_forwarded")["task"]
+    values["items"] = [call, task]
+    text = render_message("summary_reply", values).text
+    assert "CALL-42 [Open]\nPrinter on floor 3 jams on every page" in text
+    assert "TASK-7 [Open]\nApprove purchase of a laptop" in text
     values["items"] = []
     assert "You have no open calls." in render_message("summary_reply", values).text
+
+
+def test_base_variables_complete_a_stored_snapshot():
+    from types import SimpleNamespace
+
+    stored = json.loads(json.dumps(snapshot({
+        "original_subject": "Clsoe call 4", "reason": "We did not understand the subject."})))
+    values = catalogue.base_variables(desk_name="IT Desk", desk_address="it@example.org",
+                                      recipient="someone@example.net") | stored
+    rendered = render_message("email_rejected", values)
+    assert "(mail them to it@example.org)" in rendered.text and rendered.text.endswith("IT Desk\n")
+
+    person = SimpleNamespace(email="ann@example.com", name="Ann", display_name="Ann C.")
+    values = catalogue.base_variables(desk_name="IT Desk", desk_address="it@example.org",
+                                      recipient=person, token="t" * 24)
+    assert values["recipient"].display_name == "Ann C." and values["token"] == "t" * 24
 
 
 def test_an_admins_broken_template_is_a_clear_error():
