@@ -38,12 +38,12 @@ _PREFIX_WORDS = (
     r"回复|回覆|答复|转发|轉寄|転送|返信|회신|전달|απ|σχετ|πρθ|השב|הועבר"
 )
 _PREFIX = re.compile(
-    rf"^\s*(?:(?:{_PREFIX_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:"
+    rf"\s*(?:(?:{_PREFIX_WORDS})\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*:"
     r"|\*+\s*(?:external|spam|suspected spam)\s*\*+"
     r"|(?:external|ext|extern|caution)\s*:(?!\s*\d))\s*",
     re.IGNORECASE,
 )
-_TAG = re.compile(r"^\s*\[([^\[\]]{0,80})\]\s*")
+_TAG = re.compile(r"\s*\[([^\[\]]{0,80})\]\s*")
 
 _KIND = r"(?P<kind>call|task|request|req)"
 _VERB = r"(?P<verb>log|update|close|reopen|re-open|approve|reject)"
@@ -60,6 +60,7 @@ _SUMMARY = re.compile(r"^\s*summary\s*:?\s+(?:of\s+)?(?:my\s+)?(?P<what>calls?|r
                       re.IGNORECASE)
 _REPLY_TOKEN = re.compile(r"\[SB-([A-Za-z0-9_-]{16,40})\]", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
+MAX_SUBJECT_LENGTH = 2000
 
 
 def find_reply_token(text: str | None) -> str | None:
@@ -72,19 +73,21 @@ def find_reply_token(text: str | None) -> str | None:
 
 def strip_subject_prefixes(subject: str) -> str:
     """The subject without reply/forward prefixes, warning tags and our reply-token tag."""
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", subject or "")).strip()
+    # No real subject is longer; the cap keeps hostile headers cheap.
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", (subject or "")[:MAX_SUBJECT_LENGTH])).strip()
     text = _REPLY_TOKEN.sub(" ", text).strip()
+    position = 0
     while True:
-        match = _PREFIX.match(text)
-        if match and match.end() > 0:
-            text = text[match.end():]
+        match = _PREFIX.match(text, position)
+        if match and match.end() > position:
+            position = match.end()
             continue
-        tag = _TAG.match(text)
+        tag = _TAG.match(text, position)
         # A tag that carries a reference ("[CALL-42]") is part of the command, keep it.
         if tag and not _REFERENCE.search(tag.group(1)):
-            text = text[tag.end():]
+            position = tag.end()
             continue
-        return text.strip()
+        return text[position:].strip()
 
 
 def _find_reference(text: str) -> re.Match | None:
