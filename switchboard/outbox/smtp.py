@@ -239,20 +239,18 @@ class SmtpSession:
         results: dict[str, RecipientResult] = {}
         for address in rcpts:
             code, reply = _step(Stage.RCPT, smtp.rcpt, address, rcpt_options)
-            if code == 421:
+            if code == 421:  # the server is closing: nobody got anything
                 self._drop()
-                for rest in rcpts:
-                    results.setdefault(rest, RecipientResult(rest, Outcome.TEMPORARY, code, reply))
-                return SendResult(Outcome.TEMPORARY, tuple(results[a] for a in rcpts),
-                                  self.settings.name, Stage.RCPT, code, reply)
+                return self._whole(Outcome.TEMPORARY, rcpts, Stage.RCPT, code, reply)
             results[address] = RecipientResult(address, _classify(code, ok=(250, 251, 252)),
                                                code, reply)
         accepted = [a for a in rcpts if results[a].outcome is Outcome.SENT]
         if not accepted:
-            first = results[rcpts[0]]
+            # Worth another try if any refusal was temporary.
             outcome = (Outcome.TEMPORARY
                        if any(r.outcome is Outcome.TEMPORARY for r in results.values())
                        else Outcome.PERMANENT)
+            first = next(r for r in results.values() if r.outcome is outcome)
             return SendResult(outcome, tuple(results[a] for a in rcpts), self.settings.name,
                               Stage.RCPT, first.code, first.message)
 

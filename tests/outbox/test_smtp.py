@@ -138,6 +138,16 @@ def test_mixed_refusals_of_every_recipient_is_temporary_overall(smtp_sink):
     assert result.refused == [ANN] and result.deferred == [SAM]
 
 
+def test_421_at_rcpt_defers_everyone_and_the_next_mail_reconnects(smtp_sink):
+    smtp_sink.faults.rcpt_replies[SAM] = "421 4.3.2 Closing"
+    with SmtpSession(smtp_sink.settings()) as session:
+        result = session.send(None, [ANN, SAM], _mail((ANN, SAM)))
+        smtp_sink.faults.rcpt_replies.clear()
+        after = session.send(None, [ANN], _mail())
+    assert result.outcome is Outcome.TEMPORARY and result.deferred == [ANN, SAM]
+    assert after.outcome is Outcome.SENT and smtp_sink.connections == 2
+
+
 @pytest.mark.parametrize("reply, outcome", [
     ("451 4.7.1 Greylisted", Outcome.TEMPORARY),
     ("421 4.3.2 Shutting down", Outcome.TEMPORARY),
