@@ -1,8 +1,9 @@
 """Error pages: a domain error becomes a clear page with the right status,
 never a traceback."""
 
-from flask import render_template, request
+from flask import render_template
 
+from portal.htmx import is_htmx
 from switchboard.db import db
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 
@@ -20,8 +21,11 @@ PAGES = {
 
 def render_error(status: int, message: str | None = None):
     title, default = PAGES.get(status, PAGES[500])
-    template = "errors/fragment.html" if request.headers.get("HX-Request") else "errors/page.html"
-    return render_template(template, status=status, title=title, message=message or default), status
+    if is_htmx():
+        # Shown in the page's message area, leaving the form the person was using in place.
+        body = render_template("errors/fragment.html", status=status, title=title, message=message or default)
+        return body, status, {"HX-Retarget": "#messages", "HX-Reswap": "innerHTML"}
+    return render_template("errors/page.html", status=status, title=title, message=message or default), status
 
 
 def register(app) -> None:

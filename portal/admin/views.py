@@ -1,0 +1,160 @@
+"""Admin pages. The blueprint's `before_request` refuses everyone who is not
+an admin (403); the services check again."""
+
+import sqlalchemy as sa
+from wtforms.fields.choices import SelectChoice
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+
+from portal.auth import current_person
+from portal.admin.forms import ConfirmForm, GroupForm, MemberForm, NewPersonForm, PriorityNameForm
+from portal.forms import attempt
+from switchboard.calls.admin import priorities, rename_priority
+from switchboard.db import db
+from switchboard.errors import InvalidInput
+from switchboard.people.admin import add_group, add_member, add_person, get_group, remove_member, set_active
+from switchboard.people.models import Group, Person
+from switchboard.people.services import analysts, get_person
+from switchboard.permissions import require
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PAGE_SIZE = 100
+
+
+@bp.before_request
+def admins_only():
+    # The app's login check runs first, so there is always a person here.
+    require(current_person(), "admin")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("admin.people"))
+
+
+@bp.get("/people")
+def people():
+    text = request.args.get("q", "").strip()[:200]
+    query = sa.select(Person).order_by(Person.active.desc(), Person.is_customer, Person.name, Person.email)
+    if text:
+        query = query.where(
+            sa.or_(Person.email.icontains(text, autoescape=True), Person.name.icontains(text, autoescape=True))
+        )
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    everyone = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    return render_template(
+        "admin/people.html",
+        people=everyone,
+        total=total,
+        page=page,
+        pages=max(1, -(-total // PAGE_SIZE)),
+        q=text,
+        confirm=ConfirmForm(formdata=None),
+    )
+
+
+@bp.route("/people/new", methods=["GET", "POST"])
+def new_person():
+    form = NewPersonForm()
+    person = attempt(
+        form,
+        lambda: add_person(
+            current_person(),
+            form.email.data,
+            form.name.data or "",
+            analyst=form.analyst.data,
+            admin=form.admin.data,
+            customer=form.customer.data,
+            password=form.password.data or None,
+        ),
+    )
+    if person is not None:
+        flash(f"{person.email} added.")
+        return redirect(url_for("admin.people"), code=303)
+    return render_template("admin/person_new.html", form=form), (422 if form.is_submitted() else 200)
+
+
+@bp.post("/people/<int:person_id>/<any(deactivate, reactivate):change>")
+def set_person_active(person_id, change):
+    person = get_person(person_id)
+    form = ConfirmForm()
+    if attempt(form, lambda: set_active(current_person(), person, change == "reactivate")) is not None:
+        flash(f"{person.email} {change}d.")
+    else:
+        for message in form.general_errors:
+            flash(message, "error")
+    return redirect(url_for("admin.people"), code=303)
+
+
+@bp.route("/groups", methods=["GET", "POST"])
+def groups():
+    form = GroupForm()
+    group = attempt(form, lambda: add_group(current_person(), form.name.data, form.email.data))
+    if group is not None:
+        flash(f"Group {group.name} added.")
+        return redirect(url_for("admin.group", group_id=group.id), code=303)
+    everyone = db.session.scalars(sa.select(Group).order_by(Group.name)).all()
+    return render_template("admin/groups.html", groups=everyone, form=form), (
+        422 if form.is_submitted() else 200
+    )
+
+
+@bp.route("/groups/<int:group_id>", methods=["GET", "POST"])
+def group(group_id):
+    group = get_group(group_id)
+    form = MemberForm()
+    form.person.choices = [SelectChoice("", "— choose —")] + [
+        SelectChoice(str(p.id), p.display_name) for p in analysts() if p not in group.members
+    ]
+    added = attempt(form, lambda: add_member(current_person(), group, _chosen_analyst(form.person.data)))
+    if added is not None:
+        flash("Member added.")
+        return redirect(url_for("admin.group", group_id=group.id), code=303)
+    return render_template("admin/group.html", group=group, form=form, confirm=ConfirmForm(formdata=None)), (
+        422 if form.is_submitted() else 200
+    )
+
+
+@bp.post("/groups/<int:group_id>/members/<int:person_id>/remove")
+def remove(group_id, person_id):
+    group, person = get_group(group_id), get_person(person_id)
+    form = ConfirmForm()
+    if attempt(form, lambda: remove_member(current_person(), group, person)) is not None:
+        flash(f"{person.display_name} removed from {group.name}.")
+    else:
+        for message in form.general_errors:
+            flash(message, "error")
+    return redirect(url_for("admin.group", group_id=group.id), code=303)
+
+
+def _chosen_analyst(value):
+    if not value:
+        raise InvalidInput("Choose an analyst.", field="person")
+    return get_person(int(value))
+
+
+@bp.get("/priorities")
+def priority_names():
+    return _render_priorities()
+
+
+@bp.post("/priorities/<int:priority_id>")
+def rename(priority_id):
+    form = PriorityNameForm(prefix=f"p{priority_id}")
+    if attempt(form, lambda: rename_priority(current_person(), priority_id, form.name.data)) is not None:
+        flash("Priority renamed.")
+        return redirect(url_for("admin.priority_names"), code=303)
+    return _render_priorities(posted=(priority_id, form), status=422)
+
+
+def _render_priorities(posted=None, status=200):
+    rows = []
+    for priority in priorities():
+        if posted and posted[0] == priority.id:
+            form = posted[1]
+        else:
+            form = PriorityNameForm(prefix=f"p{priority.id}", formdata=None, data={"name": priority.name})
+        form.name.label.text = f"Priority {priority.id}"
+        rows.append((priority, form))
+    return make_response(render_template("admin/priorities.html", rows=rows), status)

@@ -1,0 +1,221 @@
+"""Call pages: list, log a call, a call's page, and one POST route per thing
+an analyst does to a call. Every action calls one service with the acting
+person and commits once; with htmx it answers the call's fragment (timeline
+and forms), without JS it redirects back to the page."""
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sqlalchemy as sa
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+
+from portal.auth import current_person
+from portal.calls.forms import (
+    CloseForm,
+    ForwardForm,
+    HoldForm,
+    LogCallForm,
+    PriorityForm,
+    ReopenForm,
+    ResolveForm,
+    ResumeForm,
+    UpdateForm,
+)
+from portal.forms import attempt, chosen_group, chosen_person, uploads
+from portal.htmx import is_htmx, vary_on_htmx
+from switchboard.calls.models import Call, CallStatus
+from switchboard.calls.queries import SCOPES, STATUS_FILTERS, find_calls
+from switchboard.calls.services import (
+    change_priority,
+    close_call,
+    forward_call,
+    get_call,
+    hold_call,
+    log_call,
+    reopen_call,
+    resolve_call,
+    resume_call,
+    update_call,
+)
+from switchboard.db import db
+from switchboard.history.services import timeline
+from switchboard.people.services import find_or_create_customer
+from switchboard.permissions import allowed
+
+bp = Blueprint("calls", __name__, url_prefix="/calls")
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class CallAction:
+    """One thing an analyst does to a call: its form, the permission that
+    decides whether its button shows, whether it fits the call's state, the
+    service it runs, and what to tell the analyst afterwards."""
+
+    title: str
+    form: type
+    permission: str
+    fits: Callable[[Call], bool]
+    run: Callable
+    done: str
+
+
+def _not_closed(call):
+    return not call.is_closed
+
+
+ACTIONS = {
+    "update": CallAction(
+        "Add a note", UpdateForm, "update_call", _not_closed,
+        lambda call, me, f: update_call(call, me, f.note.data, internal=f.internal.data, attachments=uploads(f.files)),
+        "Note added.",
+    ),
+    "forward": CallAction(
+        "Forward", ForwardForm, "forward_call", _not_closed,
+        lambda call, me, f: forward_call(
+            call, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data
+        ),
+        "Forwarded.",
+    ),
+    "resolve": CallAction(
+        "Resolve", ResolveForm, "resolve_call", lambda c: c.status in (CallStatus.OPEN, CallStatus.PENDING),
+        lambda call, me, f: resolve_call(call, me, f.resolution.data),
+        "Resolved.",
+    ),
+    "hold": CallAction(
+        "Put on hold", HoldForm, "hold_call", lambda c: c.status is CallStatus.OPEN,
+        lambda call, me, f: hold_call(call, me, f.reason.data),
+        "On hold: the SLA clock is stopped.",
+    ),
+    "resume": CallAction(
+        "Resume", ResumeForm, "hold_call", lambda c: c.status is CallStatus.PENDING,
+        lambda call, me, f: resume_call(call, me, f.note.data),
+        "Resumed.",
+    ),
+    "priority": CallAction(
+        "Change priority", PriorityForm, "change_call", _not_closed,
+        lambda call, me, f: change_priority(call, me, int(f.priority.data), f.reason.data),
+        "Priority changed.",
+    ),
+    "close": CallAction(
+        "Close", CloseForm, "close_call", _not_closed,
+        lambda call, me, f: close_call(call, me, f.note.data),
+        "Closed.",
+    ),
+    "reopen": CallAction(
+        "Reopen", ReopenForm, "reopen_call", lambda c: c.status in (CallStatus.RESOLVED, CallStatus.CLOSED),
+        lambda call, me, f: reopen_call(call, me, f.reason.data),
+        "Reopened.",
+    ),
+}
+
+
+@bp.get("/")
+def index():
+    me = current_person()
+    status = request.args.get("status", "active")
+    scope = request.args.get("scope", "all")
+    text = request.args.get("q", "").strip()[:200]
+    status = status if status in STATUS_FILTERS else "active"
+    scope = scope if scope in SCOPES else "all"
+    page = request.args.get("page", 1, type=int)
+    page = max(page or 1, 1)
+    query = find_calls(me, status=status, scope=scope, text=text)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+    calls = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    filters = {"status": status, "scope": scope, "q": text}
+    template = "calls/_results.html" if is_htmx() else "calls/list.html"
+    return vary_on_htmx(
+        _response(
+            render_template(
+                template,
+                calls=calls,
+                total=total,
+                page=page,
+                pages=max(1, -(-total // PAGE_SIZE)),
+                filters=filters,
+                statuses=list(STATUS_FILTERS),
+                scopes=SCOPES,
+            )
+        )
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new():
+    me = current_person()
+    form = LogCallForm()
+
+    def log():
+        customer = find_or_create_customer(form.customer_email.data, form.customer_name.data or "")
+        return log_call(
+            me,
+            form.summary.data,
+            form.description.data or "",
+            customer=customer,
+            priority_id=int(form.priority.data),
+            analyst=chosen_person(form.analyst.data),
+            group=chosen_group(form.group.data),
+            attachments=uploads(form.files),
+        )
+
+    call = attempt(form, log, field_map={"email": "customer_email"})
+    if call is not None:
+        flash(f"{call.ref} logged.")
+        return redirect(url_for("calls.detail", call_id=call.id), code=303)
+    return render_template("calls/new.html", form=form), (422 if form.is_submitted() else 200)
+
+
+@bp.get("/<int:call_id>")
+def detail(call_id):
+    return vary_on_htmx(_render_call(get_call(call_id, current_person())))
+
+
+@bp.post(f"/<int:call_id>/<any({', '.join(ACTIONS)}):action>")
+def act(call_id, action):
+    me = current_person()
+    call = get_call(call_id, me)
+    spec = ACTIONS[action]
+    form = spec.form(prefix=action)
+    if attempt(form, lambda: spec.run(call, me, form)) is not None:
+        if is_htmx():
+            return _render_call(call, notice=spec.done)
+        flash(spec.done)
+        return redirect(url_for("calls.detail", call_id=call.id), code=303)
+    return _render_call(call, posted=(action, form), status=422)
+
+
+def _forms(call, posted):
+    forms = {}
+    for name, spec in ACTIONS.items():
+        forms[name] = spec.form(prefix=name, formdata=None)
+    # Forwarding names the new owner in full, so start from the current one.
+    forms["forward"].analyst.data = str(call.assigned_analyst_id or "")
+    forms["forward"].group.data = str(call.assigned_group_id or "")
+    forms["priority"].priority.data = str(call.priority_id)
+    if posted:
+        forms[posted[0]] = posted[1]
+    return forms
+
+
+def _render_call(call, *, posted=None, notice=None, status=200):
+    me = current_person()
+    available = [
+        name for name, spec in ACTIONS.items() if spec.fits(call) and allowed(me, spec.permission, call)
+    ]
+    template = "calls/_call.html" if is_htmx() else "calls/detail.html"
+    body = render_template(
+        template,
+        call=call,
+        entries=timeline(call),
+        forms=_forms(call, posted),
+        actions=ACTIONS,
+        available=available,
+        notice=notice,
+    )
+    return _response(body, status)
+
+
+def _response(body, status=200):
+    return make_response(body, status)
