@@ -1,0 +1,189 @@
+"""Working a call through the portal's forms: log it, forward, update,
+resolve, close and reopen it, and see every step in its timeline; bad
+input and missing or closed calls answered clearly."""
+
+import html as html_lib
+import re
+
+from switchboard.calls.models import Call, CallStatus
+from switchboard.calls.services import get_call, log_call
+from switchboard.db import db
+from switchboard.history.models import HistoryEntry
+from switchboard.people.models import Person
+from tests.portal.conftest import count, field_error, is_fragment
+
+
+def _timeline(html: str) -> list[str]:
+    """The timeline's summary lines, oldest first (the page shows newest first)."""
+    section = html.split('id="timeline-h"', 1)[1]
+    return [html_lib.unescape(s) for s in re.findall(r'<p class="entry-summary">(.*?)</p>', section)][::-1]
+
+
+def test_log_forward_resolve_close_reopen_through_the_forms(login, people):
+    portal = login("anna")
+    response = portal.post(
+        "/calls/new",
+        {
+            "customer_email": "Erin@Example.org",
+            "customer_name": "Erin Example",
+            "summary": "Laptop will not boot",
+            "description": "Black screen since this morning",
+            "priority": "2",
+            "group": str(people["service_desk"].id),
+        },
+    )
+    assert response.status_code == 303
+    call = db.session.scalars(db.select(Call)).one()
+    assert response.headers["Location"] == f"/calls/{call.id}"
+    assert call.customer.email == "erin@example.org" and call.customer.name == "Erin Example"
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert f"{call.ref} logged." in page
+    assert "Laptop will not boot" in page and "P2 High" in page and "Black screen since this morning" in page
+
+    steps = [
+        ("forward", {"forward-analyst": str(people["bob"].id), "forward-group": str(people["service_desk"].id),
+                     "forward-note": "Bob has the spare"}),
+        ("update", {"update-note": "Swapped the disk", "update-internal": "y"}),
+        ("resolve", {"resolve-resolution": "New disk fitted"}),
+        ("close", {"close-note": "Customer confirmed"}),
+        ("reopen", {"reopen-reason": "It failed again"}),
+    ]
+    for action, form in steps:
+        response = portal.post(f"/calls/{call.id}/{action}", form)
+        assert response.status_code == 303, (action, response.get_data(as_text=True))
+
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert _timeline(page) == [
+        "Logged by Anna Analyst for Erin Example",
+        "Forwarded to Service Desk",
+        "Forwarded to Bob Analyst / Service Desk",
+        "Internal note by Anna Analyst",
+        "Status Open → Open/Resolved",
+        "Status Open/Resolved → Closed",
+        "Status Closed → Open",
+    ]
+    assert "Bob has the spare" in page and "New disk fitted" in page and "It failed again" in page
+    assert page.count('<span class="tag tag-internal">Internal</span>') == 1
+    db.session.expire_all()
+    assert get_call(call.id).status is CallStatus.OPEN
+
+
+def test_buttons_follow_the_calls_state(login, people):
+    portal = login("anna")
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"])
+    db.session.commit()
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    for action in ("update", "forward", "resolve", "hold", "priority", "close"):
+        assert f'action="/calls/{call.id}/{action}"' in page
+    for action in ("reopen", "resume"):
+        assert f'action="/calls/{call.id}/{action}"' not in page
+
+    assert portal.post(f"/calls/{call.id}/hold", {"hold-reason": "Waiting for the vendor"}).status_code == 303
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert f'action="/calls/{call.id}/resume"' in page and f'action="/calls/{call.id}/hold"' not in page
+    assert portal.post(f"/calls/{call.id}/resume", {"resume-note": ""}).status_code == 303
+    assert portal.post(f"/calls/{call.id}/priority", {"priority-priority": "1", "priority-reason": "CEO"}).status_code == 303
+    assert portal.post(f"/calls/{call.id}/close", {}).status_code == 303
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert f'action="/calls/{call.id}/reopen"' in page and f'action="/calls/{call.id}/update"' not in page
+    assert "Priority P3 Medium → P1 Critical" in _timeline(page)
+
+
+def test_bad_input_is_shown_beside_the_field_and_changes_nothing(login, people):
+    portal = login("anna")
+    response = portal.post(
+        "/calls/new",
+        {"customer_email": "not an address", "summary": "Printer jammed", "priority": "3"},
+    )
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert "Not a valid email address" in field_error(page, "customer_email")
+    assert 'value="Printer jammed"' in page  # what was typed stays
+    response = portal.post(
+        "/calls/new", {"customer_email": "new.person@example.org", "summary": "   ", "priority": "3"}
+    )
+    assert response.status_code == 422
+    assert field_error(response.get_data(as_text=True), "summary") == "A call needs a summary."
+    # The customer it would have created was rolled back with the call.
+    assert count(Call) == 0
+    assert db.session.scalar(db.select(Person).where(Person.email == "new.person@example.org")) is None
+    response = portal.post("/calls/new", {"customer_email": "", "summary": "x", "priority": "9"})
+    page = response.get_data(as_text=True)
+    assert field_error(page, "customer_email") == "Give the customer&#39;s email address."
+    assert field_error(page, "priority") == "Not a valid choice."
+
+    call = log_call(people["anna"], "VPN drops", customer=people["carol"])
+    db.session.commit()
+    entries = count(HistoryEntry)
+    response = portal.post(f"/calls/{call.id}/resolve", {"resolve-resolution": " "})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    assert field_error(page, "resolve-resolution") == "Say how the call was resolved."
+    assert re.search(r'<details class="action action-resolve" open>', page)
+    response = portal.post(f"/calls/{call.id}/forward", {"forward-analyst": "", "forward-group": ""})
+    assert field_error(response.get_data(as_text=True), "forward-analyst") == "Choose an analyst or a group to forward to."
+    response = portal.post(
+        f"/calls/{call.id}/forward",
+        {"forward-analyst": str(people["anna"].id), "forward-group": str(people["network"].id)},
+    )
+    assert field_error(response.get_data(as_text=True), "forward-analyst") == "Anna Analyst is not in Network."
+    db.session.expire_all()
+    assert count(HistoryEntry) == entries and get_call(call.id).status is CallStatus.OPEN
+
+
+def test_missing_call_is_a_404_page_and_a_wrong_state_a_409_page(login, people):
+    portal = login("anna")
+    response = portal.get("/calls/999")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert "<h1>Not found</h1>" in page and "There is no call 999." in page and "Traceback" not in page
+    assert portal.post("/calls/999/close", {}).status_code == 404
+    assert portal.get("/calls/nope").status_code == 404
+
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"])
+    db.session.commit()
+    response = portal.post(f"/calls/{call.id}/reopen", {})
+    assert response.status_code == 409
+    assert "only a resolved or closed call can be reopened" in response.get_data(as_text=True)
+
+
+def test_htmx_note_returns_the_call_fragment_with_the_new_note(login, people):
+    portal = login("anna")
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"])
+    db.session.commit()
+    response = portal.post(f"/calls/{call.id}/update", {"update-note": "Cleared the queue"}, htmx=True)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert is_fragment(page) and page.lstrip().startswith("<div id=\"call\"")
+    assert "Note added." in page and "Update by Anna Analyst" in _timeline(page)
+    assert "Cleared the queue" in page
+    # A mistake comes back as the same fragment with the message beside the field.
+    response = portal.post(f"/calls/{call.id}/update", {"update-note": ""}, htmx=True)
+    assert response.status_code == 422 and is_fragment(response.get_data(as_text=True))
+    assert field_error(response.get_data(as_text=True), "update-note") == "Write a note or attach a file."
+    # Error pages become a message for the page's message area.
+    response = portal.post("/calls/999/update", {"update-note": "x"}, htmx=True)
+    assert response.status_code == 404 and response.headers["HX-Retarget"] == "#messages"
+    assert is_fragment(response.get_data(as_text=True))
+    # Without htmx the same URL gives the whole page.
+    assert not is_fragment(portal.get(f"/calls/{call.id}").get_data(as_text=True))
+
+
+def test_call_list_filters_and_htmx_results(login, people):
+    portal = login("bob")
+    log_call(people["anna"], "Printer jammed", customer=people["carol"], analyst=people["bob"])
+    log_call(people["anna"], "VPN drops", customer=people["carol"], group=people["network"])
+    log_call(people["anna"], "Mail slow", customer=people["carol"], analyst=people["anna"])
+    db.session.commit()
+
+    page = portal.get("/calls/").get_data(as_text=True)
+    assert "3 calls" in page and all(s in page for s in ("Printer jammed", "VPN drops", "Mail slow"))
+    page = portal.get("/calls/?scope=mine").get_data(as_text=True)
+    assert "1 call<" in page and "Printer jammed" in page and "Mail slow" not in page
+    page = portal.get("/calls/?scope=groups").get_data(as_text=True)
+    assert "VPN drops" in page and "Printer jammed" not in page
+    response = portal.get("/calls/?q=vpn", headers={"HX-Request": "true"})
+    page = response.get_data(as_text=True)
+    assert is_fragment(page) and "VPN drops" in page and "Mail slow" not in page
+    assert "HX-Request" in response.headers["Vary"]
+    assert "No calls match." in portal.get("/calls/?status=closed").get_data(as_text=True)
