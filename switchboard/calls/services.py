@@ -4,6 +4,7 @@ flushes; the caller (a web request, an inbound message, a job) commits."""
 
 from switchboard.calls.models import DEFAULT_PRIORITY_ID, Call, CallStatus, Priority
 from switchboard.db import db, utcnow
+from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.history.models import EntryKind
 from switchboard.history.services import record
@@ -75,6 +76,7 @@ def log_call(
     )
     if analyst or group:
         record(call, EntryKind.FORWARD, actor, _assignment_line(analyst, group), details=_assignment(analyst, group))
+    emit("call_logged", call=call, actor=actor)
     return call
 
 
@@ -103,10 +105,11 @@ def update_call(call: Call, actor, note: str, *, internal: bool = False, attachm
         _set_status(call, actor, CallStatus.OPEN, "Reopened by the customer's update")
         call.resolved_at = None
     _touch(call)
+    emit("call_updated", call=call, actor=actor, entry=entry, via=via)
     return entry
 
 
-def forward_call(call: Call, actor, *, analyst=None, group=None, note: str = ""):
+def forward_call(call: Call, actor, *, analyst=None, group=None, note: str = "", notify: bool | None = None):
     require(actor, "forward_call", call)
     if call.is_closed:
         raise InvalidTransition(f"{call.ref} is closed; reopen it before forwarding.")
@@ -131,6 +134,7 @@ def forward_call(call: Call, actor, *, analyst=None, group=None, note: str = "")
     )
     _responded(call, actor)
     _touch(call)
+    emit("call_forwarded", call=call, actor=actor, entry=entry, notify=notify)
     return entry
 
 
@@ -145,6 +149,7 @@ def resolve_call(call: Call, actor, resolution: str):
     call.resolved_at = utcnow()
     _responded(call, actor)
     _touch(call)
+    emit("call_resolved", call=call, actor=actor, entry=entry)
     return entry
 
 
@@ -157,6 +162,7 @@ def close_call(call: Call, actor, note: str = ""):
     if call.resolved_at is None:
         call.resolved_at = call.closed_at
     _touch(call)
+    emit("call_closed", call=call, actor=actor, entry=entry)
     return entry
 
 
@@ -168,6 +174,7 @@ def reopen_call(call: Call, actor, reason: str = ""):
     call.resolved_at = None
     call.closed_at = None
     _touch(call)
+    emit("call_reopened", call=call, actor=actor, entry=entry)
     return entry
 
 

@@ -4,6 +4,7 @@ services: permission first, then the change, the timeline, a flush."""
 from dataclasses import dataclass
 
 from switchboard.db import db, utcnow
+from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.history.models import EntryKind
 from switchboard.history.services import record
@@ -124,6 +125,8 @@ def _advance(request: Request, actor) -> list[Task]:
                 started.append(task)
     _derive_status(request, actor)
     db.session.flush()
+    for task in started:
+        emit("task_started", task=task, actor=actor)
     return started
 
 
@@ -188,11 +191,12 @@ def _decide(task: Task, actor, outcome: TaskStatus, reason: str, via: str):
                 other.status = TaskStatus.CANCELLED
                 other.finished_at = now
                 record(other, EntryKind.STATUS, actor, f"Cancelled: {task.ref} was rejected")
+    emit("task_decided", task=task, actor=actor, entry=entry)
     _advance(task.request, actor)
     return entry
 
 
-def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = ""):
+def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = "", notify: bool | None = None):
     require(actor, "forward_task", task)
     if task.status.finished:
         raise InvalidTransition(f"{task.ref} is {task.status.label.lower()}; it cannot be forwarded.")
@@ -205,6 +209,7 @@ def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = "")
     parts = [p for p in (analyst.display_name if analyst else None, group.name if group else None) if p]
     entry = record(task, EntryKind.FORWARD, actor, "Forwarded to " + " / ".join(parts), note)
     db.session.flush()
+    emit("task_forwarded", task=task, actor=actor, entry=entry, notify=notify)
     return entry
 
 
