@@ -32,6 +32,8 @@ _WROTE = re.compile(
     r"пишет|yazdı|έγραψε|כתב|写道|のメッセージ|님이 작성)\s*:?\s*$",
     re.IGNORECASE,
 )
+# German, Dutch and Scandinavian clients put the name after the verb: "Am ... schrieb Ann <a@b>:"
+_WROTE_BEFORE_NAME = re.compile(r"\d.*\b(schrieb|schreef|skrev|napsal)\b[^:]{0,150}:\s*$", re.IGNORECASE)
 _ATTRIBUTION_START = re.compile(
     r"^\s*(on|am|le|el|em|il|op|den|w dniu|dne|в|на|le\s+\w+|\d|\w+,\s*\d)", re.IGNORECASE)
 # Yandex, mail.ru and others: `26.06.2014, 14:41, "Alexander L" <a@example.com>:`
@@ -69,7 +71,8 @@ def _attribution_length(lines: list[str], index: int) -> int:
         joined = (joined + " " + line.strip()).strip()
         if len(joined) > 300:
             break
-        if _WROTE.search(joined) and (_ATTRIBUTION_START.match(joined) or re.search(r"\d|@", joined)):
+        if (_WROTE.search(joined) or _WROTE_BEFORE_NAME.search(joined)) and (
+                _ATTRIBUTION_START.match(joined) or re.search(r"\d|@", joined)):
             return length
         if length == 1 and _DATED_COLON.match(joined) and _next_is_quote(lines, index + 1):
             return 1
@@ -146,7 +149,8 @@ def _strip_quotes(lines: list[str]) -> list[str]:
     start = 0
     while start < len(lines) and (not lines[start].strip() or _is_quoted(lines[start])):
         start += 1
-    if any(_is_quoted(line) for line in lines[:start]):
+    interleaved = any(_is_quoted(line) for line in lines[start:])
+    if any(_is_quoted(line) for line in lines[:start]) and not interleaved:
         lines = lines[start:]
     # An attribution left dangling above a removed quote.
     tail = [i for i, line in enumerate(lines) if line.strip()][-3:]
