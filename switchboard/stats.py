@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from switchboard.calls.models import Call, CallStatus
 from switchboard.db import db
+from switchboard.inbound.models import InboundMessage, InboundStatus
 from switchboard.requests.models import Request, RequestStatus, Task, TaskStatus
 
 # (key in the output, status column, every status). Later features append.
@@ -14,6 +15,7 @@ SOURCES = [
     ("calls", Call.status, CallStatus),
     ("requests", Request.status, RequestStatus),
     ("tasks", Task.status, TaskStatus),
+    ("inbound", InboundMessage.status, InboundStatus),
 ]
 
 
