@@ -1,6 +1,33 @@
 """Mail in: the LMTP server, the IMAP and POP3 pollers and `mail ingest`.
 Every path stores the raw message first and hands it to switchboard.inbound."""
 
+import os
+
+# Settings read from the environment unless the app config sets them (tests do).
+DEFAULTS = {
+    "LMTP_HOST": ("127.0.0.1", str),
+    "LMTP_PORT": (8024, int),
+    # A 25 MiB attachment grows by a third in base64; Postfix's own default limit is 10 MB.
+    "LMTP_MAX_MESSAGE_BYTES": (35 * 1024 * 1024, int),
+    # Threads that do the LMTP server's database work (lookups, storing).
+    "LMTP_DB_THREADS": (4, int),
+    # After acknowledging, stored messages are acted on in batches of this size;
+    # the sweep catches anything left new (a crash, a restart) this often.
+    "RECEIVER_PROCESS_BATCH": (20, int),
+    "RECEIVER_SWEEP_SECONDS": (60, float),
+}
+
+
+def settings_from_environment(app) -> None:
+    for name, (default, kind) in DEFAULTS.items():
+        if name not in app.config:
+            value = os.environ.get(name)
+            app.config[name] = kind(value) if value not in (None, "") else default
+
 
 def init_receiver(app) -> None:
-    """Registers the receiver's commands (none yet: the incoming-mail issue adds them)."""
+    """Reads the receiver's settings and registers `receiver run` and the `mail ...` commands."""
+    settings_from_environment(app)
+    from receiver.cli import register
+
+    register(app)

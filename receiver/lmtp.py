@@ -1,0 +1,235 @@
+"""The LMTP server an MTA (Postfix...) delivers to: aiosmtpd on its own event
+loop, database work in a thread pool, 250 for a recipient only once its
+message is committed, 451 when storing failed so the MTA keeps the mail and
+retries, one reply per accepted recipient after DATA (RFC 2033)."""
+
+import asyncio
+import logging
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope
+
+from receiver.worker import run_in_app
+from switchboard.db import db
+
+log = logging.getLogger(__name__)
+
+TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"
+
+
+class DeskEnvelope(Envelope):
+    def __init__(self) -> None:
+        super().__init__()
+        self.account_ids: dict[str, int] = {}  # accepted recipient -> incoming account id
+
+
+class DeskLMTP(LMTP):
+    """aiosmtpd's LMTP, with the replies after DATA made one per recipient
+    even where aiosmtpd answers once (message too big, line too long, an
+    unexpected error): an LMTP client waits for one reply per recipient."""
+
+    def __init__(self, handler, **kwargs):
+        super().__init__(handler, **kwargs)
+        self._data_recipients = 0
+
+    def _create_envelope(self) -> DeskEnvelope:
+        return DeskEnvelope()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        recipients = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
+        self._data_recipients = recipients if recipients and not arg else 0
+        try:
+            await super().smtp_DATA(arg)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            log.exception("LMTP DATA failed")
+            if self._data_recipients:
+                self._set_post_data_state()
+                self._data_recipients, count = 0, self._data_recipients
+                await self.push("\r\n".join([TEMPORARY_FAILURE] * count))
+            else:
+                raise
+        finally:
+            self._data_recipients = 0
+
+    async def push(self, status):
+        if self._data_recipients and isinstance(status, str):
+            if status.startswith("552"):
+                limit = self.data_size_limit
+                status = f"552 5.3.4 Message too big for this desk (limit {limit} bytes)"
+                status = "\r\n".join([status] * self._data_recipients)
+            elif status.startswith("500 Line too long"):
+                status = "\r\n".join(["500 5.5.2 Line too long (see RFC 5321 4.5.3.1.6)"] * self._data_recipients)
+        await super().push(status)
+
+
+class DeliveryHandler:
+    """aiosmtpd handler: recipients must belong to an active incoming account;
+    the message is stored once per account, each in its own transaction."""
+
+    def __init__(self, app, executor, on_stored=None):
+        self.app = app
+        self.executor = executor
+        self.on_stored = on_stored  # called with the new inbound ids (from a pool thread)
+
+    async def _db(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.executor, run_in_app, self.app, fn, *args)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        try:
+            account_id = await self._db(_account_id_for, address)
+        except Exception:
+            log.exception("looking up LMTP recipient %s failed", address)
+            return "451 4.3.0 Temporary failure looking up the recipient; please try again later"
+        if account_id is None:
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        if isinstance(envelope, DeskEnvelope):
+            envelope.account_ids[address] = account_id
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or b""
+        by_account: dict[int, list[str]] = {}
+        for address in envelope.rcpt_tos:
+            account_id = getattr(envelope, "account_ids", {}).get(address)
+            if account_id is not None:
+                by_account.setdefault(account_id, [])
+                if address not in by_account[account_id]:
+                    by_account[account_id].append(address)
+        stored = await self._db(self._store_all, raw, envelope.mail_from, by_account)
+        replies = []
+        for address in envelope.rcpt_tos:
+            inbound_id = stored.get(getattr(envelope, "account_ids", {}).get(address))
+            if inbound_id is None:
+                replies.append(TEMPORARY_FAILURE)
+            else:
+                replies.append(f"250 2.0.0 <{address}> stored as message {inbound_id}")
+        return "\r\n".join(replies)
+
+    async def handle_exception(self, error):
+        # Never aiosmtpd's "500 Error: (...)" with our exception text: ours is temporary.
+        log.error("LMTP session error: %r", error, exc_info=error)
+        return "451 4.3.0 Temporary local problem; please try again later"
+
+    def _store_all(self, raw: bytes, mail_from: str | None, by_account: dict[int, list[str]]) -> dict[int, int]:
+        """Stores the message for each account and commits each; returns the
+        accounts whose copy is safely stored, with its inbound id."""
+        from switchboard.inbound.models import IncomingAccount
+        from switchboard.inbound.store import store_message
+
+        stored: dict[int, int] = {}
+        new_ids: list[int] = []
+        for account_id, addresses in by_account.items():
+            try:
+                account = db.session.get(IncomingAccount, account_id)
+                result = store_message(raw, source="lmtp", account=account,
+                                       envelope_from=mail_from or None, envelope_to=addresses)
+                db.session.commit()
+            except Exception:
+                db.session.rollback()
+                log.exception("storing LMTP message for account %s failed; answering 451", account_id)
+                continue
+            stored[account_id] = result.inbound_id
+            if not result.duplicate:
+                new_ids.append(result.inbound_id)
+        if new_ids and self.on_stored is not None:
+            # Handed over here, in the pool thread, so a client that hangs up
+            # before reading the reply still gets its message acted on now.
+            self.on_stored(new_ids)
+        return stored
+
+
+def _account_id_for(address: str) -> int | None:
+    from switchboard.inbound.store import account_for_recipient
+
+    account = account_for_recipient(address)
+    return account.id if account is not None else None
+
+
+class LMTPServer:
+    """Runs the LMTP server on an event loop in a thread: `start()` returns
+    once it listens (port 0 picks a free port, see `.port`), `stop()` stops
+    accepting, lets the pool finish what it is storing, and returns."""
+
+    def __init__(self, app, *, host: str | None = None, port: int | None = None,
+                 max_message_bytes: int | None = None, db_threads: int | None = None, on_stored=None):
+        config = app.config
+        self.app = app
+        self.host = host if host is not None else config["LMTP_HOST"]
+        self.port = port if port is not None else config["LMTP_PORT"]
+        self.max_message_bytes = max_message_bytes if max_message_bytes is not None else config["LMTP_MAX_MESSAGE_BYTES"]
+        threads = db_threads or config["LMTP_DB_THREADS"]
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-db")
+        self.handler = DeliveryHandler(app, self.executor, on_stored)
+        self._hostname = socket.gethostname()  # once: getfqdn per connection may wait on DNS
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    def _factory(self):
+        return DeskLMTP(
+            self.handler,
+            data_size_limit=self.max_message_bytes,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self._hostname,
+            ident="Switchboard LMTP",
+            loop=self._loop,
+        )
+
+    def start(self) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                self._server = loop.run_until_complete(
+                    loop.create_server(self._factory, host=self.host, port=self.port, reuse_address=True)
+                )
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self.port = self._server.sockets[0].getsockname()[1]
+            loop.call_soon(ready.set)
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(self._shutdown())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="lmtp-server", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            raise failure[0]
+        log.info("LMTP listening on %s:%s", self.host, self.port)
+
+    async def _shutdown(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+        # Whatever the pool is storing still commits; its MTA just sees the
+        # connection drop and retries, which the fingerprint makes harmless.
+        self.executor.shutdown(wait=True)
