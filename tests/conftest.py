@@ -33,8 +33,18 @@ def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
+def _postgres_database() -> str:
+    # The pid keeps two test runs on one machine (or xdist workers) apart.
+    return f"switchboard_test_{_worker()}_{os.getpid()}"
+
+
+def _drop_postgres_database() -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{_postgres_database()}" WITH (FORCE)')
+
+
 def _postgres_url() -> str:
-    name = f"switchboard_test_{_worker()}"
+    name = _postgres_database()
     try:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -87,6 +97,8 @@ def _backend_apps(tmp_path_factory):
     for app in apps.values():
         with app.app_context():
             db.engine.dispose()
+    if "postgresql" in apps:
+        _drop_postgres_database()
 
 
 @pytest.fixture(params=BACKENDS)
