@@ -12,6 +12,7 @@ import codecs
 import email.policy
 import email.utils
 import io
+import itertools
 import mimetypes
 import quopri
 import re
@@ -28,6 +29,11 @@ from switchboard.inbound.html import html_to_text, sanitize_html, tidy_text
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_FILENAME_LENGTH = 150
+# Real mail nests a handful of levels; these bounds keep a hostile message cheap to read.
+MAX_MIME_DEPTH = 40
+MAX_MIME_PARTS = 2000
+# A header longer than this is not something anyone will read; decoding it all only costs time.
+MAX_HEADER_CHARS = 65536
 
 
 @dataclass(frozen=True)
@@ -152,9 +158,12 @@ def decode_bytes(data: bytes, charset: str | None = None, *, fallback: str | Non
     return data.decode(declared[0] if declared else "cp1252", errors="replace")
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def _unescape_surrogates(value: str, fallback: str | None = None) -> str:
     """The email package keeps undecodable 8-bit header bytes as surrogates; decode them properly."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in value):
+    if not _SURROGATE.search(value):
         return value
     return decode_bytes(value.encode("utf-8", "surrogateescape"), None, fallback=fallback)
 
@@ -185,17 +194,16 @@ def decode_header_text(value: str | None, fallback_charset: str | None = None) -
     """Decode a header value for display: RFC 2047 words, raw 8-bit, folding; one line."""
     if not value:
         return ""
-    value = _unescape_surrogates(_FOLDING.sub("", str(value)), fallback_charset)
+    value = _unescape_surrogates(_FOLDING.sub("", str(value)[:MAX_HEADER_CHARS]), fallback_charset)
     pieces: list[str] = []
     pending: list[tuple[str, bytes]] = []  # adjacent encoded words, joined before decoding
 
     def flush() -> None:
         # Words of one charset are joined as bytes: mailers split multi-byte characters.
-        while pending:
-            charset, data = pending.pop(0)
-            while pending and pending[0][0] == charset:
-                data += pending.pop(0)[1]
+        for charset, group in itertools.groupby(pending, key=lambda item: item[0]):
+            data = b"".join(chunk for _, chunk in group)
             pieces.append(decode_bytes(data, charset, fallback=fallback_charset))
+        pending.clear()
 
     position = 0
     for match in _ENCODED_WORD.finditer(value):
@@ -500,9 +508,8 @@ class _Walker:
     def walk(self, part: Message, collected: _Collected, *, in_related: bool = False,
              is_root: bool = True, depth: int = 0) -> None:
         self.parts_seen += 1
-        if depth > 40 or self.parts_seen > 2000:
-            if self.parts_seen in (2001,) or depth == 41:
-                collected.warnings.append("MIME structure too deep or too large: rest not read")
+        if depth > MAX_MIME_DEPTH or self.parts_seen > MAX_MIME_PARTS:
+            collected.warnings.append("MIME structure too deep or too large: the rest was not read")
             return
         content_type = self._content_type(part)
         collected.part_types.append(content_type)
@@ -716,7 +723,7 @@ def _broken_multiparts(msg: Message) -> int:
 
 def _iter_parts(msg: Message, depth: int = 0):
     yield msg
-    if depth < 40 and msg.is_multipart():
+    if depth < MAX_MIME_DEPTH and msg.is_multipart():
         payload = msg.get_payload()
         if isinstance(payload, list):
             for child in payload:
@@ -734,7 +741,12 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
     if not raw.strip():
         return ParsedMessage(warnings=("empty message",), raw=raw)
     normalised = _normalise_line_endings(raw)
-    for policy in (email.policy.default, email.policy.compat32):
+    policies = (email.policy.default, email.policy.compat32)
+    if normalised.count(b"\n--") > MAX_MIME_PARTS // 2:
+        # Thousands of parts: the modern parser re-parses every part's headers many times over.
+        policies = (email.policy.compat32,)
+        warnings.append("very many MIME parts: read with the simpler parser")
+    for policy in policies:
         try:
             msg = BytesParser(policy=policy).parsebytes(normalised)
             if policy is email.policy.default and _broken_multiparts(msg):
