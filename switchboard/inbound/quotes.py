@@ -281,6 +281,23 @@ _QUOTE_CONTAINERS = (
 )
 
 
+def _reply_header_follows(element) -> bool:
+    """True when a reply header ("From: ... Sent: ...") comes right after `element`."""
+    pieces = [" ".join(text.split()) for text in element.xpath("following::text()")[:60]]
+    lines: list[str] = []
+    for piece in (p for p in pieces if p):
+        # Labels and values sit in separate elements: "<b>From:</b> Desk"
+        if lines and lines[-1].endswith(":") and len(lines[-1]) <= 20:
+            lines[-1] += " " + piece
+        else:
+            lines.append(piece)
+    if not lines:
+        return False
+    if _ORIGINAL_MESSAGE.match(lines[0]):
+        return True
+    return any(_header_block_length(lines, i) for i in range(min(2, len(lines))))
+
+
 def _cut_from(element) -> None:
     """Remove `element` and everything after it in document order."""
     node = element
@@ -371,6 +388,8 @@ def strip_quoted_reply_html(html: str) -> str:
     order = {element: index for index, element in enumerate(root.iter())}
     for query in _QUOTE_CONTAINERS:
         for element in root.xpath(query):
+            if element.tag == "hr" and not _reply_header_follows(element):
+                continue  # a rule drawn in the message itself, not a reply separator
             if first is None or order[element] < order[first]:
                 first = element
             break

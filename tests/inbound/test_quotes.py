@@ -122,3 +122,10 @@ def test_talon_standard_replies_through_the_parser(corpus):
     for name, case in expected.items():
         parsed = parse_message((corpus / "mailgun-talon" / name).read_bytes())
         assert strip_quoted_reply(parsed.text, strip_signature=False) == case["expected_reply"], name
+
+
+def test_a_rule_in_the_message_itself_is_not_a_reply_separator():
+    html = "<p>Steps so far:</p><hr><p>Rebooted twice, still no network.</p>"
+    assert "Rebooted twice" in html_to_text(strip_quoted_reply_html(html))
+    reply = "<p>Done.</p><hr><b>From:</b> Desk<br><b>Sent:</b> Monday<br><b>To:</b> Ann<br><p>Old text</p>"
+    assert html_to_text(strip_quoted_reply_html(reply)).strip() == "Done."
