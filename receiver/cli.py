@@ -1,0 +1,295 @@
+"""Commands: `receiver run` and `mail ingest|poll|process|accounts ...`.
+
+Names, flags, output lines and exit statuses are a contract for operators'
+scripts, cron and MTAs: keep them stable."""
+
+import signal
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from switchboard.db import db
+from switchboard.errors import DeskError
+
+receiver_group = AppGroup("receiver", help="The LMTP server the MTA delivers mail to.")
+mail = AppGroup("mail", help="Incoming mail: ingest, poll, process, accounts.")
+accounts = AppGroup("accounts", help="Incoming accounts: mailboxes to poll and LMTP addresses.")
+mail.add_command(accounts)
+
+
+def register(app) -> None:
+    app.cli.add_command(receiver_group)
+    # Outgoing mail may own a `mail` group too (`mail servers`): share it.
+    existing = app.cli.commands.get("mail")
+    if existing is None or existing is mail:
+        app.cli.add_command(mail)
+    else:
+        for name, command in mail.commands.items():
+            existing.add_command(command, name)
+
+
+def _outcome_counts(results) -> str:
+    counts = Counter(r.status for r in results)
+    if not counts:
+        return "nothing to act on"
+    return f"acted on {len(results)}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+# --- receiver run -------------------------------------------------------------
+
+@receiver_group.command("run")
+def run_receiver():
+    """Serve LMTP (LMTP_HOST:LMTP_PORT) and act on stored mail, until Ctrl-C or SIGTERM."""
+    from receiver.lmtp import LMTPServer
+    from receiver.worker import ProcessingWorker
+
+    app = current_app._get_current_object()
+    worker = ProcessingWorker(app, batch=app.config["RECEIVER_PROCESS_BATCH"],
+                              sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"])
+    server = LMTPServer(app, on_stored=worker.submit)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        server.start()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
+    worker.start()
+    click.echo(f"Receiving mail over LMTP on {server.host}:{server.port} "
+               f"(messages up to {server.max_message_bytes} bytes). Ctrl-C stops.")
+    try:
+        while not stop.wait(1):
+            pass
+    finally:
+        server.stop()
+        worker.stop()
+    click.echo("Receiver stopped.")
+
+
+# --- mail ingest --------------------------------------------------------------
+
+@mail.command("ingest")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--account", "account_name", help="The incoming account the mail arrived for (by name).")
+@click.option("--recipient", help="The address the mail was delivered to; picks its account.")
+@click.option("--sender", help="The envelope sender (the MTA's $sender), if known.")
+def ingest(files, account_name, recipient, sender):
+    """Store and act on messages from FILEs, or one message from stdin ("-").
+
+    Prints `<file>: <status>: <outcome>` per message. Exits 75 (EX_TEMPFAIL)
+    when a message could not be stored, so an MTA keeps it and retries;
+    66 for a file that cannot be read; 67 for an unknown --recipient."""
+    from receiver import pipe
+    from switchboard.inbound.accounts import find_account
+    from switchboard.inbound.store import account_for_recipient
+
+    try:
+        account_id = None
+        if account_name:
+            account = find_account(account_name)
+            if account is None:
+                click.echo(f"mail ingest: no incoming account named {account_name!r} "
+                           "(exit 75: the MTA keeps the mail)", err=True)
+                sys.exit(pipe.EX_TEMPFAIL)
+            account_id = account.id
+        elif recipient:
+            account = account_for_recipient(recipient)
+            if account is None:
+                click.echo(f"mail ingest: no active incoming account receives for {recipient}", err=True)
+                sys.exit(pipe.EX_NOUSER)
+            account_id = account.id
+    except DeskError as exc:
+        click.echo(f"mail ingest: {exc.message}", err=True)
+        sys.exit(pipe.EX_USAGE)
+    except Exception as exc:
+        db.session.rollback()
+        click.echo(f"mail ingest: the database is not available ({type(exc).__name__}); exit 75", err=True)
+        sys.exit(pipe.EX_TEMPFAIL)
+
+    status = pipe.EX_OK
+    for name in files:
+        label = "<stdin>" if name == "-" else name
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            click.echo(f"{label}: not read: {exc.strerror or exc}", err=True)
+            status = status if status == pipe.EX_TEMPFAIL else pipe.EX_NOINPUT
+            continue
+        done = pipe.ingest(raw, account_id=account_id, sender=sender, recipients=[recipient] if recipient else [])
+        if not done.stored:
+            click.echo(f"{label}: not stored: {done.outcome} (exit 75: try again later)", err=True)
+            status = pipe.EX_TEMPFAIL
+            continue
+        click.echo(f"{label}: {done.status}: {done.outcome}")
+    sys.exit(status)
+
+
+# --- mail poll / process ----------------------------------------------------------
+
+@mail.command("poll")
+@click.option("--account", "account_name", help="Poll only this account (by name).")
+def poll(account_name):
+    """Poll every active IMAP/POP3 account (or one) once, then act on new mail.
+
+    One line per account: `<name>: ok: ...` or `<name>: FAILED: <why>`.
+    Exits 1 when any account failed."""
+    from receiver.poll import poll_accounts
+    from switchboard.inbound.process import process_pending
+
+    results = poll_accounts(account_name)
+    if account_name and not results:
+        raise click.ClickException(f"No incoming account named {account_name!r}.")
+    if not results:
+        click.echo("No active IMAP or POP3 accounts to poll.")
+    failed = []
+    for result in results:
+        if result.ok:
+            click.echo(f"{result.account}: ok: {result.summary()}")
+        else:
+            failed.append(result)
+            click.echo(f"{result.account}: FAILED: {result.error}")
+    try:
+        click.echo(_outcome_counts(process_pending()))
+    except Exception as exc:
+        db.session.rollback()
+        click.echo(f"acting on new mail failed: {type(exc).__name__}: {str(exc)[:300]}", err=True)
+        sys.exit(1)
+    if failed:
+        names = ", ".join(r.account for r in failed)
+        click.echo(f"mail poll: {len(failed)} account(s) failed: {names}", err=True)
+        sys.exit(1)
+
+
+@mail.command("process")
+@click.option("--reprocess-failed", is_flag=True, help="Also try again the messages that failed.")
+def process(reprocess_failed):
+    """Act on stored mail still new (and, with --reprocess-failed, the failed)."""
+    import sqlalchemy as sa
+
+    from switchboard.inbound.models import InboundMessage, InboundStatus
+    from switchboard.inbound.process import process_batch, process_pending
+
+    results = []
+    if reprocess_failed:
+        # The ids first: a message failing again must not be picked up forever.
+        failed = list(db.session.scalars(
+            sa.select(InboundMessage.id).where(InboundMessage.status == InboundStatus.FAILED).order_by(InboundMessage.id)
+        ))
+        for start in range(0, len(failed), 50):
+            results.extend(process_batch(failed[start:start + 50], limit=50, reprocess=True))
+            db.session.commit()
+    results.extend(process_pending())
+    click.echo(_outcome_counts(results))
+
+
+# --- mail accounts ------------------------------------------------------------------
+
+@accounts.command("add")
+@click.option("--name", required=True, help="A name for the account (unique).")
+@click.option("--protocol", required=True, type=click.Choice(["lmtp", "imap", "pop3"]))
+@click.option("--address", "addresses", multiple=True,
+              help="An address (or @domain catch-all) mail is delivered to; repeatable.")
+@click.option("--host")
+@click.option("--port", type=int, help="Default: 993/143 for IMAP, 995/110 for POP3.")
+@click.option("--security", type=click.Choice(["tls", "starttls", "none"]), default="tls", show_default=True)
+@click.option("--username")
+@click.option("--password-stdin", is_flag=True, help="Read the mailbox password from one line of stdin.")
+@click.option("--folder", default="INBOX", show_default=True, help="IMAP folder to read.")
+@click.option("--after", "after_processing", type=click.Choice(["move", "seen", "delete"]),
+              help="What to do with a message once stored. Default: move (IMAP), delete (POP3).")
+@click.option("--processed-folder", default="Processed", show_default=True, help="Where --after move puts mail.")
+@click.option("--trusted-ca", type=click.Path(exists=True, dir_okay=False),
+              help="PEM file of the CA to trust for this server (a self-signed server).")
+@click.option("--no-new-calls", is_flag=True, help="Mail here may update calls but never log new ones.")
+@click.option("--reject-unknown-senders", is_flag=True, help="Reject mail from addresses the desk does not know.")
+@click.option("--default-group", help="Group new calls from this account go to.")
+@click.option("--default-priority", type=int, help="Priority (1-4) of new calls from this account.")
+def add_account(name, protocol, addresses, host, port, security, username, password_stdin, folder,
+                after_processing, processed_folder, trusted_ca, no_new_calls, reject_unknown_senders,
+                default_group, default_priority):
+    """Add an incoming account. The password is read from stdin, never from the command line."""
+    from switchboard.inbound.accounts import create_account
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("--password-stdin: stdin gave no password.")
+    settings = dict(
+        addresses=addresses, host=host, port=port, username=username, password=password,
+        allow_new_calls=not no_new_calls, unknown_senders="reject" if reject_unknown_senders else "create",
+        default_group=default_group, default_priority=default_priority,
+    )
+    if protocol != "lmtp":
+        settings.update(security=security, folder=folder, processed_folder=processed_folder,
+                        after_processing=after_processing)
+        if trusted_ca:
+            settings["trusted_ca_pem"] = Path(trusted_ca).read_text()
+    elif host or username or password:
+        raise click.ClickException("An LMTP account has no mailbox: give only --address (and the call settings).")
+    try:
+        account = create_account(name, protocol, **settings)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        hint = " (use --password-stdin)" if getattr(exc, "field", None) == "password" else ""
+        raise click.ClickException(exc.message + hint) from None
+    click.echo(f"Added {account.protocol.value} account {account.name}: {_where(account)}")
+
+
+@accounts.command("list")
+def list_accounts():
+    """One line per account: name, protocol, state, where, last error (tab-separated)."""
+    from switchboard.inbound.accounts import account_state, list_accounts as all_accounts
+
+    for account in all_accounts():
+        last = "-"
+        if account.last_error:
+            when = account.last_error_at.strftime("%Y-%m-%d %H:%M UTC") if account.last_error_at else ""
+            last = f"{when} {' '.join(account.last_error.split())}".strip()
+        click.echo("\t".join([account.name, account.protocol.value, account_state(account), _where(account), last]))
+
+
+@accounts.command("remove")
+@click.argument("name")
+@click.option("--delete", "delete", is_flag=True,
+              help="Delete it instead of deactivating it (its messages stay, without their account).")
+def remove_account(name, delete):
+    """Deactivate an account (it is no longer polled, its LMTP addresses are refused), or delete it."""
+    from switchboard.inbound.accounts import deactivate_account, delete_account, get_account
+
+    try:
+        account = get_account(name)
+        if delete:
+            delete_account(account)
+        else:
+            deactivate_account(account)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"{'Deleted' if delete else 'Deactivated'} account {name}.")
+
+
+def _where(account) -> str:
+    from switchboard.inbound.models import AfterProcessing, Protocol
+
+    if account.protocol is Protocol.LMTP:
+        return ", ".join(a.address for a in account.addresses)
+    text = f"{account.security.value} {account.username} at {account.host}:{account.port}"
+    if account.protocol is Protocol.IMAP:
+        text += f" folder {account.folder}"
+    if account.after_processing is AfterProcessing.MOVE:
+        text += f", then move to {account.processed_folder}"
+    elif account.after_processing is AfterProcessing.SEEN:
+        text += ", then mark seen" if account.protocol is Protocol.IMAP else ", then keep on the server"
+    else:
+        text += ", then delete"
+    if account.addresses:
+        text += " (" + ", ".join(a.address for a in account.addresses) + ")"
+    return text
