@@ -65,14 +65,14 @@ _BOUNCE_SUBJECT = re.compile(
     r"error sending message|mail failure|undelivered message)",
     re.IGNORECASE,
 )
+# Only the subjects responders themselves write: a person may well start a subject with
+# "Away" or "On vacation" and must still be heard.
 _AUTO_REPLY_SUBJECT = re.compile(
     r"^\s*(out of (the )?office|ooo\b|automatic reply|auto(matic)?[- ]?(reply|response|respons|answer)|"
-    r"auto:|autoreply|autosvar|automatisk svar|abwesenheit|abwesend|automatische antwort|"
-    r"r[ée]ponse automatique|absence|respuesta autom[áa]tica|risposta automatica|"
-    r"fuera de la oficina|resposta autom[áa]tica|automatisch antwoord|afwezig|"
-    r"on (vacation|holiday|leave)|vacation( reply| notice)?\b|away( from (my|the) (desk|office))?\b|"
-    r"i am (away|out)|i'm (away|out)|thank you for your (e-?mail|message)|"
-    r"we have received your (e-?mail|message|request))",
+    r"auto:|autoreply|autosvar|automatisk svar|abwesenheitsnotiz|automatische antwort|"
+    r"r[ée]ponse automatique|respuesta autom[áa]tica|risposta automatica|resposta autom[áa]tica|"
+    r"automatisch antwoord|fuera de la oficina|vacation (reply|notice|response)|"
+    r"自動応答|自动回复|자동 응답)",
     re.IGNORECASE,
 )
 # Hotmail's feedback loop (JMRP) predates ARF and sends plain forwards with this subject.

@@ -160,6 +160,9 @@ def test_a_person_s_mail_is_not_automated_even_with_harmless_headers():
     assert classify_automated(parse_message(_mail(Auto_Submitted="no", Precedence="normal"))) is None
     # "Fwd: Undelivered Mail" from a person: they want help with the bounce.
     assert classify_automated(parse_message(_mail(Subject="Fwd: Undelivered Mail Returned to Sender"))) is None
+    for subject in ("Away mode on the thermostat is broken", "On vacation next week, laptop broken",
+                    "Thank you for your message about CALL-4", "Returned the loan laptop"):
+        assert classify_automated(parse_message(_mail(Subject=subject))) is None, subject
 
 
 def test_null_envelope_sender_from_the_transport():
