@@ -16,6 +16,9 @@ from email.parser import BytesParser
 from switchboard.inbound.parse import ParsedMessage, decode_bytes, parse_message, parse_message_ids
 
 log = logging.getLogger(__name__)
+# flufl.bounce logs a full traceback whenever one of its detectors trips over odd input, then
+# re-raises; we catch that ourselves (below), so its own records would only be noise.
+logging.getLogger("flufl.bounce").addFilter(lambda record: False)
 
 # Stamped on every mail Switchboard sends, so a copy that comes back is never acted on.
 OUR_MARKER_HEADER = "X-Switchboard-Origin"

@@ -7,6 +7,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from switchboard.inbound.parse import ParsedMessage, parse_message
 from switchboard.inbound.quotes import strip_quoted_reply
@@ -196,3 +198,18 @@ def test_html_only_mail_gets_text_and_safe_html():
     assert parsed.text == "Printer broken"
     assert "<script" not in parsed.html and "tracker" not in parsed.html and "onerror" not in parsed.html
     assert "<b>broken</b>" in parsed.html
+
+
+MIME_SOUP = [b"Content-Type: multipart/mixed; boundary=", b"Content-Type: text/html; charset=",
+             b"Content-Transfer-Encoding: base64", b"Content-Transfer-Encoding: quoted-printable",
+             b"Content-Disposition: attachment; filename*=utf-8''%E2%82%AC", b"Subject: =?utf-8?b?", b"=?=",
+             b"From: <@>", b"Date: 99 Foo 99999", b"\n--", b"\r", b"\n\n", b"\xff\xfe", b"--b--", b"b", b":",
+             b"Content-Type: message/rfc822", b"Message-ID: <", b"\x00"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000) | st.lists(st.sampled_from(MIME_SOUP), max_size=40).map(b"".join))
+def test_any_bytes_parse_without_raising(raw):
+    parsed = parse_message(raw)
+    assert isinstance(parsed.text, str) and isinstance(parsed.subject, str)
+    assert all(isinstance(a.data, bytes) and a.filename for a in parsed.attachments)
