@@ -18,7 +18,13 @@ class LogCallForm(DeskForm):
         description="An unknown address becomes a new customer.",
     )
     customer_name = StringField("Customer name", validators=[Length(max=200)], description="Optional, for a new customer.")
-    summary = StringField("Summary", validators=[Length(max=200, message="Keep the summary to 200 characters.")])
+    summary = StringField(
+        "Summary",
+        validators=[
+            InputRequired("A call needs a summary."),
+            Length(max=200, message="Keep the summary to 200 characters."),
+        ],
+    )
     description = TextAreaField("Description", validators=[Length(max=TEXT_MAX)])
     priority = SelectField("Priority", default=str(DEFAULT_PRIORITY_ID))
     analyst = SelectField("Analyst", default="")

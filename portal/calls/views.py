@@ -213,6 +213,7 @@ def _render_call(call, *, posted=None, notice=None, status=200):
         actions=ACTIONS,
         available=available,
         notice=notice,
+        fragment=is_htmx(),
     )
     return _response(body, status)
 

@@ -5,7 +5,7 @@ caught by the row, so the message sits beside that row's field."""
 from flask_wtf.file import MultipleFileField
 from wtforms import EmailField, FieldList, Form, FormField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, NumberRange, Optional
+from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
 from portal.forms import DeskForm, analyst_choices, group_choices
 from switchboard.errors import InvalidInput
@@ -56,7 +56,10 @@ class TaskRowForm(Form):
 
 
 class NewRequestForm(DeskForm):
-    title = StringField("Title", validators=[Length(max=200, message="Keep the title to 200 characters.")])
+    title = StringField(
+        "Title",
+        validators=[InputRequired("A request needs a title."), Length(max=200, message="Keep the title to 200 characters.")],
+    )
     description = TextAreaField("Description", validators=[Length(max=TEXT_MAX)])
     requester_email = EmailField(
         "Requester email", validators=[Length(max=320)], description="Who asked for it. Empty: you."

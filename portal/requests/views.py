@@ -210,5 +210,6 @@ def _render_request(req, *, posted=None, notice=None, status=200):
         actions=TASK_ACTIONS,
         note_form=note_form if allowed(me, "update_request", req) else None,
         notice=notice,
+        fragment=is_htmx(),
     )
     return make_response(body, status)

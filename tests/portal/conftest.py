@@ -60,7 +60,7 @@ class Portal:
         return response
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def _fresh_g_per_request(app):
     """The `app` fixture keeps one app context open for the whole test, so
     requests would share `g`: Flask-Login's current user and Flask-WTF's
@@ -76,7 +76,7 @@ def _fresh_g_per_request(app):
 
 
 @pytest.fixture
-def client(app):
+def client(app, _fresh_g_per_request):
     return app.test_client()
 
 

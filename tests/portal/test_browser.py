@@ -1,0 +1,151 @@
+"""The portal in a real browser at a phone's size: an admin logs in, logs a
+call, forwards it, adds a note, resolves and closes it, and sees each step
+in the timeline, with htmx doing the partial updates under the real CSP.
+
+Uses Debian's chromium (`apt-get install chromium`), never a downloaded
+browser. Under CI=true a missing browser fails the run; elsewhere the test
+is skipped with the reason."""
+
+import os
+import shutil
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 390, "height": 844}
+SCREENSHOT = "/tmp/switchboard-phone.png"
+
+
+def _need(condition: bool, message: str) -> None:
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(message + " (CI=true: the browser test must run)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def sync_api():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        sync_api = None
+    _need(sync_api is not None, "playwright is not installed (pip install -r requirements-test.txt)")
+    _need(
+        os.path.exists(CHROMIUM) or shutil.which(CHROMIUM) is not None,
+        f"no chromium at {CHROMIUM} (apt-get install chromium)",
+    )
+    return sync_api
+
+
+@pytest.fixture
+def live_portal(tmp_path):
+    """The real app on a free loopback port, on a migrated SQLite file."""
+    from flask_migrate import upgrade
+
+    from switchboard.db import db
+    from switchboard.people.services import create_group, create_person
+    from tests.conftest import make_test_app
+
+    app = make_test_app(f"sqlite:///{tmp_path / 'browser.db'}")
+    with app.app_context():
+        upgrade()
+        admin = create_person("admin@desk.test", "Ada Admin", admin=True, customer=False, password="admin-password-1")
+        bob = create_person("bob@desk.test", "Bob Analyst", analyst=True, customer=False, password="bob-password-1")
+        create_group("Service Desk", members=[admin, bob])
+        db.session.commit()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        with app.app_context():
+            db.engine.dispose()
+
+
+def test_a_call_from_log_to_close_on_a_phone(sync_api, live_portal):
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+            problems = []
+            # Script errors and CSP refusals; a refused request (the 422 below) is expected.
+            page.on(
+                "console",
+                lambda msg: msg.type == "error"
+                and not msg.text.startswith("Failed to load resource")
+                and problems.append(msg.text),
+            )
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+
+            page.goto(live_portal + "/calls/")  # a private page: sent to log in first
+            page.get_by_label("Email").fill("admin@desk.test")
+            page.get_by_label("Password").fill("admin-password-1")
+            page.get_by_role("button", name="Log in").click()
+            expect(page.get_by_role("heading", name="Calls", exact=True)).to_be_visible()
+
+            page.get_by_role("navigation", name="Main").get_by_role("link", name="Log a call").click()
+            page.get_by_label("Customer email").fill("carol@example.org")
+            page.get_by_label("Summary").fill("Printer on floor 3 jams")
+            page.get_by_label("Description").fill("Every second page, tray 2.")
+            page.get_by_label("Priority").select_option(label="P2 High")
+            page.get_by_label("Group").select_option(label="Service Desk")
+            page.get_by_role("button", name="Log the call").click()
+            expect(page.locator("h1")).to_contain_text("Printer on floor 3 jams")
+            expect(page.locator("#messages")).to_contain_text("logged.")
+
+            # From here on htmx swaps the call in place: a full reload would lose this mark.
+            page.evaluate("window.stillTheSamePage = true")
+            timeline = page.locator("ol.timeline")
+
+            page.locator("details.action-forward > summary").click()
+            page.locator("#forward-analyst").select_option(label="Bob Analyst")
+            page.locator("details.action-forward button[type=submit]").click()
+            expect(timeline).to_contain_text("Forwarded to Bob Analyst / Service Desk")
+            expect(page.locator("#messages")).to_have_text("Forwarded.")  # older messages gone
+
+            page.locator("#update-note").fill("Ordered a new pickup roller.")
+            page.locator("details.action-update button[type=submit]").click()
+            expect(timeline).to_contain_text("Ordered a new pickup roller.")
+
+            # A mistake: the message appears beside the field, nothing else changes.
+            page.locator("details.action-resolve > summary").click()
+            page.locator("details.action-resolve button[type=submit]").click()
+            expect(page.locator("#resolve-resolution-error")).to_have_text("Say how the call was resolved.")
+            expect(page.locator("#resolve-resolution")).to_have_attribute("aria-invalid", "true")
+
+            page.locator("#resolve-resolution").fill("Roller replaced, test pages fine.")
+            page.locator("details.action-resolve button[type=submit]").click()
+            expect(timeline).to_contain_text("Status Open → Open/Resolved")
+
+            page.locator("details.action-close > summary").click()
+            page.locator("details.action-close button[type=submit]").click()
+            expect(timeline).to_contain_text("Status Open/Resolved → Closed")
+            expect(page.locator(".record-head .status")).to_have_text("Closed")
+            assert page.evaluate("window.stillTheSamePage") is True
+
+            for step in ("Logged by Ada Admin for carol@example.org", "Forwarded to Service Desk",
+                         "Update by Ada Admin", "Roller replaced"):
+                expect(timeline).to_contain_text(step)
+            # Readable on a phone: nothing wider than the screen.
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            page.screenshot(path=SCREENSHOT, full_page=True)
+            # No CSP violation, no script error along the way.
+            assert problems == []
+        finally:
+            browser.close()
