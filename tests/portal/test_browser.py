@@ -7,6 +7,7 @@ browser. Under CI=true a missing browser fails the run; elsewhere the test
 is skipped with the reason."""
 
 import os
+import re
 import shutil
 import threading
 
@@ -145,6 +146,16 @@ def test_a_call_from_log_to_close_on_a_phone(sync_api, live_portal):
             # Readable on a phone: nothing wider than the screen.
             assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
             page.screenshot(path=SCREENSHOT, full_page=True)
+
+            # The call list filters as you type, without a reload, and the URL follows.
+            page.get_by_role("navigation", name="Main").get_by_role("link", name="Calls").click()
+            page.get_by_label("Status").select_option(label="Any")
+            expect(page.locator("#results")).to_contain_text("1 call")
+            page.evaluate("window.stillTheSamePage = true")
+            page.get_by_label("Search").fill("no such thing")
+            expect(page.locator("#results")).to_contain_text("No calls match.")
+            expect(page).to_have_url(re.compile(r"q=no(%20|\+)such(%20|\+)thing"))
+            assert page.evaluate("window.stillTheSamePage") is True
             # No CSP violation, no script error along the way.
             assert problems == []
         finally:
