@@ -175,3 +175,65 @@ def storage_fails(account_id: int | None = None):
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TRIGGER IF EXISTS refuse_inbound" +
                                  (" ON inbound_message" if conn.dialect.name == "postgresql" else "")))
+
+
+# --- real mail servers ---------------------------------------------------------------------
+# Built on tests/servers (Dovecot, Postfix over loopback); skipped on a developer machine
+# without them, failed under CI=true.
+
+@pytest.fixture(scope="session")
+def mail_tls(tmp_path_factory):
+    from tests.servers.tls import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("mail-tls"))
+
+
+@pytest.fixture(scope="session")
+def dovecot_server(mail_tls):
+    from tests.servers.dovecot import INSTALL_HINT, Dovecot
+    from tests.servers.require import require_binary, require_root
+
+    binary = require_binary("dovecot", INSTALL_HINT)
+    require_root("Dovecot")
+    server = Dovecot(binary, mail_tls)
+    server.start()
+    yield server
+    server.remove()
+
+
+@dataclass
+class Mailbox:
+    email: str
+    password: str
+
+
+@pytest.fixture
+def mailbox(dovecot_server):
+    """A fresh, empty Dovecot mailbox of its own."""
+    import uuid
+
+    box = Mailbox(f"desk-{uuid.uuid4().hex[:10]}@example.test", "mailbox-password-1")
+    dovecot_server.add_user(box.email, box.password)
+    yield box
+    dovecot_server.clear(box.email)
+
+
+@pytest.fixture
+def mailbox_account(app, dovecot_server, mail_tls):
+    """Adds an IMAP or POP3 account reading a Dovecot mailbox; returns its id."""
+    from switchboard.inbound.accounts import create_account
+
+    def add(mailbox: Mailbox, protocol: str = "imap", security: str = "none", *, name: str | None = None,
+            password: str | None = None, **settings) -> int:
+        ports = dovecot_server.ports
+        port = {("imap", "tls"): ports.imaps, ("pop3", "tls"): ports.pop3s}.get(
+            (protocol, security), ports.imap if protocol == "imap" else ports.pop3)
+        if security != "none":
+            settings.setdefault("trusted_ca_pem", mail_tls.ca.read_text())
+        account = create_account(name or f"{protocol}-{security}", protocol, host="127.0.0.1", port=port,
+                                 security=security, username=mailbox.email,
+                                 password=password or mailbox.password, timeout_seconds=10, **settings)
+        db.session.commit()
+        return account.id
+
+    return add
