@@ -16,6 +16,8 @@ def processes() -> dict[str, list[str]]:
     port = os.environ.get("PORTAL_PORT", "5000")
     return {
         "portal": FLASK + ["run", "--host", host, "--port", port, "--no-reload"],
+        "receiver": FLASK + ["receiver", "run"],
+        "scheduler": FLASK + ["scheduler", "run"],
     }
 
 
