@@ -91,3 +91,64 @@ class OutgoingServer(db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     timeout_seconds: Mapped[int] = mapped_column(default=30)
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+# -- what admins configure (switchboard.outbox.settings reads and writes these) ------------
+
+class NotificationSetting(db.Model):
+    """Per message type: whether it is sent at all and to whom. No row means the
+    catalogue's default (enabled, its default recipients)."""
+
+    __tablename__ = "notification_setting"
+
+    message_type: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    # catalogue.Recipient values; None means the type's default recipients.
+    recipients: Mapped[list | None] = mapped_column(sa.JSON)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class MailSwitch(db.Model):
+    """A desk-wide on/off switch for mail (settings.SWITCHES names them and their defaults)."""
+
+    __tablename__ = "mail_switch"
+
+    name: Mapped[str] = mapped_column(sa.String(60), primary_key=True)
+    enabled: Mapped[bool]
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class TemplateOverride(db.Model):
+    """An admin's own templates for a message type, and the From line and signature
+    to use, optionally only for mail about one incoming account's calls.
+
+    `message_type` None: From line and signature for every type (no templates).
+    `account_id` None: for every account. The most specific row wins, field by field
+    for From and signature; the templates come whole from the most specific row that
+    has them (settings.resolve_overrides)."""
+
+    __tablename__ = "template_override"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_type: Mapped[int | None]
+    account_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("incoming_account.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str | None] = mapped_column(sa.Text)
+    text_body: Mapped[str | None] = mapped_column(sa.Text)
+    html_body: Mapped[str | None] = mapped_column(sa.Text)
+    from_address: Mapped[str | None] = mapped_column(sa.String(320))
+    from_name: Mapped[str | None] = mapped_column(sa.String(200))
+    signature: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id", ondelete="SET NULL"))
+
+
+class MailOptOut(db.Model):
+    """A person who wants no mail that is not essential (approval requests, rejections,
+    answers to their own mail and mail an analyst writes still go)."""
+
+    __tablename__ = "mail_opt_out"
+
+    person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"),
+                                           primary_key=True)
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

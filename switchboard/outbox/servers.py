@@ -1,0 +1,141 @@
+"""Configuring the outgoing SMTP servers mail leaves through. The CLI (`mail servers`)
+and the admin pages call these; they validate, flush, and leave the commit to the caller.
+Passwords are stored encrypted (switchboard.secrets) and only decrypted to send."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from switchboard import secrets
+from switchboard.db import db, utcnow
+from switchboard.errors import DeskError, InvalidInput, NotFound
+from switchboard.outbox.models import OutgoingServer
+from switchboard.outbox.smtp import SECURITY_MODES, SmtpServerSettings
+from switchboard.permissions import require
+
+DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+
+
+def find_server(name: str) -> OutgoingServer | None:
+    return db.session.scalar(sa.select(OutgoingServer).where(OutgoingServer.name == (name or "").strip()))
+
+
+def get_server(name: str) -> OutgoingServer:
+    server = find_server(name)
+    if server is None:
+        raise NotFound(f"No outgoing server named {name!r}.")
+    return server
+
+
+def list_servers() -> list[OutgoingServer]:
+    """All servers, in the order the sender tries them."""
+    return list(db.session.scalars(sa.select(OutgoingServer).order_by(
+        OutgoingServer.priority, OutgoingServer.id)))
+
+
+def add_server(name: str, host: str, *, from_address: str, port: int | None = None,
+               security: str = "starttls", username: str | None = None,
+               password: str | None = None, from_name: str | None = None, priority: int = 10,
+               trusted_ca_pem: str | None = None, timeout_seconds: int = 30,
+               actor=None) -> OutgoingServer:
+    """Adds a server. `actor`, when given (the admin pages), must be an admin; the
+    command line is trusted."""
+    if actor is not None:
+        require(actor, "admin")
+    from switchboard.people.services import normalize_email
+
+    name = " ".join((name or "").split())
+    if not name or len(name) > 80:
+        raise InvalidInput("A server needs a name (at most 80 characters).", field="name")
+    if find_server(name) is not None:
+        raise InvalidInput(f"There is an outgoing server named {name!r} already.", field="name")
+    security = (security or "").strip().lower()
+    if security not in SECURITY_MODES:
+        raise InvalidInput(f"Security must be one of: {', '.join(SECURITY_MODES)}.", field="security")
+    host = (host or "").strip()
+    if not host or any(c.isspace() for c in host):
+        raise InvalidInput("A server needs a host name or address.", field="host")
+    port = DEFAULT_PORTS[security] if port is None else port
+    if not 0 < int(port) < 65536:
+        raise InvalidInput(f"Not a TCP port: {port}.", field="port")
+    try:
+        from_address = normalize_email(from_address)
+    except InvalidInput:
+        raise InvalidInput(f"Not a valid From address: {str(from_address)[:80]!r}.",
+                           field="from_address") from None
+    username = (username or "").strip() or None
+    if password and not username:
+        raise InvalidInput("A password needs a user name.", field="username")
+    if not 1 <= int(timeout_seconds) <= 600:
+        raise InvalidInput("The timeout is 1 to 600 seconds.", field="timeout_seconds")
+    pem = check_ca_pem(trusted_ca_pem)
+    try:
+        # The same rules the sender applies (e.g. no AUTH in clear text over the network).
+        SmtpServerSettings(name=name, host=host, port=int(port), security=security,
+                           username=username, password=password or None, ca_pem=pem,
+                           from_address=from_address, timeout=timeout_seconds)
+    except ValueError as error:
+        raise InvalidInput(str(error), field="security") from None
+    server = OutgoingServer(
+        name=name, host=host, port=int(port), security=security, username=username,
+        password_encrypted=secrets.encrypt(password), trusted_ca_pem=pem,
+        from_address=from_address, from_name=" ".join((from_name or "").split()) or None,
+        priority=int(priority), active=True, timeout_seconds=int(timeout_seconds),
+        created_at=utcnow())
+    db.session.add(server)
+    db.session.flush()
+    return server
+
+
+def remove_server(name: str, *, actor=None) -> None:
+    if actor is not None:
+        require(actor, "admin")
+    db.session.delete(get_server(name))
+    db.session.flush()
+
+
+def set_server_active(name: str, active: bool, *, actor=None) -> OutgoingServer:
+    if actor is not None:
+        require(actor, "admin")
+    server = get_server(name)
+    server.active = bool(active)
+    db.session.flush()
+    return server
+
+
+def check_ca_pem(pem: str | None) -> str | None:
+    """The PEM must load as trusted certificates, or TLS would fail later with a vaguer error."""
+    if pem is None or not pem.strip():
+        return None
+    try:
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError) as exc:
+        raise InvalidInput(f"The trusted CA is not a PEM certificate ({exc}).",
+                           field="trusted_ca_pem") from None
+    return pem.strip() + "\n"
+
+
+@dataclass(frozen=True)
+class UsableServers:
+    settings: list[SmtpServerSettings]
+    problems: list[str]  # servers left out, and why (an unreadable password...)
+
+
+def usable_servers() -> UsableServers:
+    """The active servers as the sender uses them, by priority, passwords decrypted."""
+    settings, problems = [], []
+    rows = db.session.scalars(sa.select(OutgoingServer).where(OutgoingServer.active).order_by(
+        OutgoingServer.priority, OutgoingServer.id))
+    for row in rows:
+        try:
+            settings.append(SmtpServerSettings(
+                name=row.name, host=row.host, port=row.port, security=row.security,
+                username=row.username, password=secrets.decrypt(row.password_encrypted),
+                ca_pem=row.trusted_ca_pem, timeout=row.timeout_seconds,
+                from_address=row.from_address, from_name=row.from_name))
+        except (DeskError, ValueError) as error:
+            problems.append(f"{row.name}: {getattr(error, 'message', error)}")
+    return UsableServers(settings, problems)
