@@ -237,3 +237,27 @@ def mailbox_account(app, dovecot_server, mail_tls):
         return account.id
 
     return add
+
+
+@pytest.fixture(scope="session")
+def postfix_server(mail_tls):
+    """A real Postfix relaying desk.test and support.desk.test to LMTP on `.lmtp_port`, where tests start the receiver."""
+    from tests.servers.postfix import INSTALL_HINT, Postfix
+    from tests.servers.process import free_port
+    from tests.servers.require import require_binary, require_root
+
+    binary = require_binary("postfix", INSTALL_HINT)
+    require_root("Postfix")
+    server = Postfix(binary, mail_tls, lmtp_port=free_port(), domains=("desk.test", "support.desk.test"))
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postfix(postfix_server):
+    """The session's Postfix, its queue emptied after the test (a failed test may leave mail deferred)."""
+    import subprocess
+
+    yield postfix_server
+    subprocess.run(["postsuper", "-c", str(postfix_server.config_dir), "-d", "ALL"], capture_output=True)
