@@ -39,6 +39,7 @@ def init_domain(app: Flask, overrides: dict | None = None) -> None:
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
 
+    from switchboard.outbox import notify  # noqa: F401  (mail notifications subscribe to the events)
     from switchboard import cli  # noqa: F401  (registers commands)
 
     cli.register(app)

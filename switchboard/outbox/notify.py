@@ -1,0 +1,170 @@
+"""Mail notifications: turns what the services report (switchboard.events) into outbox rows
+of the catalogue's message types, in the same transaction as the change.
+
+One row per person, so each mail greets its reader and carries a reply token issued to
+them (an approval's token proves the approver got it). Never to the person who acted
+(except a call's acknowledgement: it is the customer's receipt and the token they reply
+with), never to inactive people, and only essential mail to people who opted out.
+Importing this module subscribes it; switchboard.app.init_domain imports it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from switchboard.calls.models import Call
+from switchboard.events import subscribe
+from switchboard.outbox import catalogue, settings
+from switchboard.outbox.catalogue import MessageType, Recipient
+from switchboard.outbox.queue import queue_mail
+from switchboard.outbox.views import call_view, person_view, request_view, snapshot, task_view
+from switchboard.requests.models import Request, Task, TaskKind
+
+
+def queue_notification(message_type, people: Iterable, *, record, variables: dict,
+                       actor=None, mail_actor: bool = False) -> list:
+    """Queue one mail of `message_type` per person, about `record` (a Call, Task or
+    Request), rendered at send time from `variables` (views or plain data). Leaves out
+    the actor (unless `mail_actor`), inactive people, duplicates, and people who opted
+    out of mail that is not essential. Returns the rows queued. The SLM sweep can use
+    this for escalations too."""
+    info = catalogue.get(message_type)
+    chosen = []
+    seen = set()
+    for person in people:
+        if person is None or person.id in seen or not person.active or not person.email:
+            continue
+        if actor is not None and person.id == actor.id and not mail_actor:
+            continue
+        seen.add(person.id)
+        chosen.append(person)
+    if not chosen:
+        return []
+    if info.type not in settings.ESSENTIAL_TYPES:
+        opted_out = settings.opted_out_ids(p.id for p in chosen)
+        chosen = [p for p in chosen if p.id not in opted_out]
+    context = snapshot(variables)
+    return [
+        queue_mail(info.type, [person.email], record=record, recipient_person=person,
+                   template_key=info.key, context=context)
+        for person in chosen
+    ]
+
+
+def people_for(recipients: Iterable[Recipient], record) -> list:
+    """The people a set of catalogue recipients means for a record. When both the
+    assigned analyst and the group are wanted, an assigned analyst is enough: the group
+    hears only of what nobody in particular owns."""
+    wanted = set(recipients)
+    analyst = getattr(record, "assigned_analyst", None)
+    group = getattr(record, "assigned_group", None)
+    people = []
+    if Recipient.CUSTOMER in wanted and isinstance(record, Call):
+        people.append(record.customer)
+    if Recipient.ASSIGNED_ANALYST in wanted and analyst is not None:
+        people.append(analyst)
+    if (Recipient.GROUP_MEMBERS in wanted and group is not None and group.active
+            and not (Recipient.ASSIGNED_ANALYST in wanted and analyst is not None)):
+        people.extend(m for m in group.members if m.is_staff)
+    request = record.request if isinstance(record, Task) else record if isinstance(record, Request) else None
+    if Recipient.REQUEST_OWNER in wanted and request is not None:
+        # The analyst who raised it, and the person it is for.
+        people.extend([request.owner, request.requester])
+    if Recipient.APPROVER in wanted and isinstance(record, Task):
+        people.append(record.approver)
+    return people
+
+
+def _notify(message_type, record, actor, extra: dict | None = None, *, notify: bool | None = None,
+            mail_actor: bool = False) -> list:
+    """The common path: the admin's on/off and recipients for the type, then queue.
+    `notify` True/False is an analyst's explicit choice (the forward form); None means
+    the settings decide."""
+    if notify is False:
+        return []
+    if notify is None and not settings.mail_wanted(message_type):
+        return []
+    rule = settings.notification_rule(message_type)
+    if isinstance(record, Call):
+        variables = {"call": call_view(record)}
+    else:
+        variables = {"task": task_view(record), "request": request_view(record.request)}
+    variables.update(extra or {})
+    return queue_notification(message_type, people_for(rule.recipients, record), record=record,
+                              variables=variables, actor=actor, mail_actor=mail_actor)
+
+
+def _text(entry) -> str:
+    return (getattr(entry, "body", None) or "").strip()
+
+
+# -- the events -------------------------------------------------------------------------------
+
+def on_call_logged(call, actor, **_):
+    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True)
+
+
+def on_call_updated(call, actor, entry=None, via="portal", **_):
+    if via != "email":
+        return
+    _notify(MessageType.CALL_UPDATED_BY_EMAIL, call, actor, {"update": {
+        "author": person_view(actor), "text": _text(entry),
+        "attachment_count": len(getattr(entry, "attachments", None) or []),
+    }})
+
+
+def on_call_forwarded(call, actor, entry=None, notify=None, **_):
+    _notify(MessageType.CALL_FORWARDED, call, actor,
+            {"forwarded_by": person_view(actor), "note": _text(entry)}, notify=notify)
+
+
+def on_call_resolved(call, actor, entry=None, **_):
+    _notify(MessageType.CALL_RESOLVED, call, actor, {"resolution": _text(entry)})
+
+
+def on_call_closed(call, actor, entry=None, **_):
+    _notify(MessageType.CALL_CLOSED, call, actor)
+
+
+def on_call_reopened(call, actor, entry=None, **_):
+    _notify(MessageType.CALL_REOPENED, call, actor,
+            {"reopened_by": person_view(actor), "reason": _text(entry)})
+
+
+def on_task_started(task, actor, **_):
+    if task.kind is TaskKind.APPROVAL:
+        # The row's token is bound to the approver and the task: a reply carrying it is
+        # the proof the inbound pipeline accepts for "Approve task N" by mail.
+        _notify(MessageType.APPROVAL_REQUESTED, task, actor)
+
+
+def on_task_forwarded(task, actor, entry=None, notify=None, **_):
+    _notify(MessageType.TASK_FORWARDED, task, actor,
+            {"forwarded_by": person_view(actor), "note": _text(entry)}, notify=notify)
+
+
+def on_task_decided(task, actor, entry=None, **_):
+    _notify(MessageType.APPROVAL_DECIDED, task, actor, {
+        "decision": task.status.value, "decided_by": person_view(actor),
+        "reason": task.decision_reason or "",
+    })
+
+
+HANDLERS = {
+    "call_logged": on_call_logged,
+    "call_updated": on_call_updated,
+    "call_forwarded": on_call_forwarded,
+    "call_resolved": on_call_resolved,
+    "call_closed": on_call_closed,
+    "call_reopened": on_call_reopened,
+    "task_started": on_task_started,
+    "task_forwarded": on_task_forwarded,
+    "task_decided": on_task_decided,
+}
+
+
+def subscribe_all() -> None:
+    for event, handler in HANDLERS.items():
+        subscribe(event, handler)  # idempotent
+
+
+subscribe_all()
