@@ -18,6 +18,8 @@ desk = AppGroup("desk", help="The desk as a whole: stats, demo data.")
 def register(app) -> None:
     app.cli.add_command(users)
     app.cli.add_command(desk)
+    from switchboard.outbox.cli import register as register_outbox  # outbox send, mail servers
+    register_outbox(app)
 
 
 def _read_password(prompt: bool) -> str:

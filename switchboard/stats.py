@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from switchboard.calls.models import Call, CallStatus
 from switchboard.db import db
 from switchboard.inbound.models import InboundMessage, InboundStatus
+from switchboard.outbox.models import OutboxMessage, OutboxStatus
 from switchboard.requests.models import Request, RequestStatus, Task, TaskStatus
 
 # (key in the output, status column, every status). Later features append.
@@ -16,6 +17,7 @@ SOURCES = [
     ("requests", Request.status, RequestStatus),
     ("tasks", Task.status, TaskStatus),
     ("inbound", InboundMessage.status, InboundStatus),
+    ("outbox", OutboxMessage.status, OutboxStatus),
 ]
 
 

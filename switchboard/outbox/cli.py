@@ -1,0 +1,164 @@
+"""Commands: `outbox send` and `mail servers add|list|remove`.
+
+Names, flags, output lines and exit statuses are a contract for operators' scripts and
+cron: keep them stable."""
+
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from switchboard.db import db
+from switchboard.errors import DeskError
+
+# Exit status of `outbox send` when mail was due and no server could be used.
+EX_UNREACHABLE = 75  # EX_TEMPFAIL: try again later
+
+
+def register(app) -> None:
+    """Adds `outbox`, and `servers` under the `mail` group (shared with the receiver's
+    `mail ingest|poll|accounts`: whichever registers first creates it)."""
+    outbox = AppGroup("outbox", help="Outgoing mail: send what is due.")
+    outbox.add_command(send)
+    app.cli.add_command(outbox)
+    mail = app.cli.commands.get("mail")
+    if mail is None:
+        mail = AppGroup("mail", help="Mail in and out: ingest, poll, process, accounts, servers.")
+        app.cli.add_command(mail)
+    servers = AppGroup("servers", help="Outgoing SMTP servers, tried in priority order.")
+    for command in (add_server, list_servers, remove_server):
+        servers.add_command(command)
+    mail.add_command(servers)
+
+
+# --- outbox send ---------------------------------------------------------------------------
+
+@click.command("send")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N mails (default: all that are due).")
+@click.option("--loop", "loop_seconds", type=click.FloatRange(min=0.1),
+              help="Keep going: look for due mail every SECONDS until Ctrl-C or SIGTERM.")
+@click.option("--batch", type=click.IntRange(1, 5000), default=100, show_default=True,
+              help="Mails claimed (and sent over the same connections) at a time.")
+@click.option("--lease", "lease_seconds", type=click.IntRange(10, 86400), default=300, show_default=True,
+              help="Seconds a claimed mail stays with this sender before another may take it.")
+def send(limit, loop_seconds, batch, lease_seconds):
+    """Send the mail that is due. Prints `sent N, deferred N, failed N`.
+
+    Exits 75 when mail was due but no outgoing server could be used (none configured,
+    or none reachable): the mail stays queued. With --loop, prints a line whenever it
+    did something and keeps running through server outages."""
+    if loop_seconds is None:
+        report = _send_once(limit, batch, lease_seconds)
+        click.echo(report.summary())
+        for problem in report.problems:
+            click.echo(f"outbox send: {problem}", err=True)
+        if report.unreachable:
+            sys.exit(EX_UNREACHABLE)
+        return
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo(f"Sending due mail every {loop_seconds:g} s. Ctrl-C stops.")
+    reported: set[str] = set()
+    while not stop.is_set():
+        try:
+            report = _send_once(limit, batch, lease_seconds)
+        except Exception as exc:  # the database went away: say so, keep trying
+            db.session.rollback()
+            click.echo(f"outbox send: {type(exc).__name__}: {str(exc)[:300]}", err=True)
+        else:
+            if report.claimed:
+                click.echo(report.summary())
+            for problem in report.problems:
+                if problem not in reported:
+                    click.echo(f"outbox send: {problem}", err=True)
+            reported = set(report.problems)
+        stop.wait(loop_seconds)
+    click.echo("Sender stopped.")
+
+
+def _send_once(limit, batch, lease_seconds):
+    from switchboard.outbox.sender import SendReport, send_due
+
+    total = SendReport()
+    while limit is None or total.claimed < limit:
+        size = batch if limit is None else min(batch, limit - total.claimed)
+        report = send_due(limit=size, lease_seconds=lease_seconds)
+        total.add(report)
+        if report.claimed < size or report.unreachable:
+            break
+    return total
+
+
+# --- mail servers --------------------------------------------------------------------------
+
+@click.command("add")
+@click.option("--name", required=True, help="A name for the server (unique).")
+@click.option("--host", required=True)
+@click.option("--port", type=int, help="Default: 465 for tls, 587 for starttls, 25 for none.")
+@click.option("--security", type=click.Choice(["starttls", "tls", "none"]), default="starttls", show_default=True)
+@click.option("--username", help="For AUTH; the password then comes from --password-stdin.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
+@click.option("--from-address", required=True, help="The desk's address: From line and envelope sender.")
+@click.option("--from-name", help="Display name on the From line (default: DESK_NAME).")
+@click.option("--priority", type=int, default=10, show_default=True, help="Lower is tried first.")
+@click.option("--trusted-ca", type=click.Path(exists=True, dir_okay=False),
+              help="PEM file of the CA to trust for this server (instead of the system's).")
+@click.option("--timeout", "timeout_seconds", type=click.IntRange(1, 600), default=30, show_default=True)
+def add_server(name, host, port, security, username, password_stdin, from_address, from_name, priority,
+               trusted_ca, timeout_seconds):
+    """Add an outgoing SMTP server. The password is read from stdin, never from the command line."""
+    from switchboard.outbox.servers import add_server as add
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("--password-stdin: stdin gave no password.")
+    try:
+        server = add(name, host, port=port, security=security, username=username, password=password,
+                     from_address=from_address, from_name=from_name, priority=priority,
+                     trusted_ca_pem=Path(trusted_ca).read_text() if trusted_ca else None,
+                     timeout_seconds=timeout_seconds)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Added outgoing server {server.name}: {_where(server)}")
+
+
+@click.command("list")
+def list_servers():
+    """One line per server, in the order they are tried: name, where, from, priority, state
+    (tab-separated)."""
+    from switchboard.outbox.servers import list_servers as all_servers
+
+    for server in all_servers():
+        sender = f"{server.from_name} <{server.from_address}>" if server.from_name else server.from_address
+        click.echo("\t".join([server.name, _where(server), sender, str(server.priority),
+                              "active" if server.active else "inactive"]))
+
+
+@click.command("remove")
+@click.argument("name")
+def remove_server(name):
+    """Delete an outgoing server."""
+    from switchboard.outbox.servers import remove_server as remove
+
+    try:
+        remove(name)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Removed outgoing server {name}.")
+
+
+def _where(server) -> str:
+    auth = f" as {server.username}" if server.username else ""
+    ca = ", own CA" if server.trusted_ca_pem else ""
+    return f"{server.security} {server.host}:{server.port}{auth}{ca}"
