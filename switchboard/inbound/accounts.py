@@ -101,7 +101,8 @@ def create_account(
 ) -> IncomingAccount:
     """Adds an account. `actor`, when given (the admin pages), must be an
     admin; the command line is trusted. Settings are IncomingAccount fields;
-    `default_group` and `default_priority` may be given by name / number."""
+    `default_group` and `default_priority` may be given by name / number,
+    `default_analyst` as a Person (an active analyst)."""
     if actor is not None:
         require(actor, "admin")
     protocol = _choice(Protocol, protocol, "protocol")
@@ -210,6 +211,11 @@ def _apply(account: IncomingAccount, **values) -> None:
                 raise InvalidInput(f"No group named {group!r}.", field="default_group")
             group = found
         account.default_group_id = group.id if group is not None else None
+    if "default_analyst" in values:
+        analyst = values.pop("default_analyst")
+        if analyst is not None and not (analyst.is_analyst and analyst.active):
+            raise InvalidInput(f"{analyst.display_name} is not an active analyst.", field="default_analyst")
+        account.default_analyst_id = analyst.id if analyst is not None else None
     if "default_priority" in values:
         priority = values.pop("default_priority")
         if priority is not None and db.session.get(Priority, int(priority)) is None:
