@@ -272,6 +272,19 @@ def test_postfix_retries_after_a_temporary_failure_and_bounces_a_permanent_one(
     postfix.wait_for_log(rf"{bounced}: to=<nobody@desk.test>.*status=bounced")
 
 
+def test_relay_can_be_pointed_at_another_lmtp_port(postfix_factory, lmtp_sink):
+    other = LmtpSink(free_port())
+    other.start()
+    try:
+        postfix = postfix_factory(lmtp_sink.port)
+        postfix.set_lmtp_port(other.port)
+        postfix.send("ada@example.org", "help@desk.test", raw_message("Moved"))
+        postfix.wait_until_delivered(timeout=10)
+        assert (len(lmtp_sink.received), len(other.received)) == (0, 1)
+    finally:
+        other.stop()
+
+
 def test_reset_clears_the_queue_and_earlier_outcomes(postfix_factory, lmtp_sink):
     postfix = postfix_factory(lmtp_sink.port)
     lmtp_sink.stop()
