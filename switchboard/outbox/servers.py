@@ -13,7 +13,7 @@ from switchboard import secrets
 from switchboard.db import db, utcnow
 from switchboard.errors import DeskError, InvalidInput, NotFound
 from switchboard.outbox.models import OutgoingServer
-from switchboard.outbox.smtp import SECURITY_MODES, SmtpServerSettings
+from switchboard.outbox.smtp import SECURITY_MODES, SendResult, SmtpServerSettings, SmtpSession
 from switchboard.permissions import require
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
@@ -45,12 +45,54 @@ def add_server(name: str, host: str, *, from_address: str, port: int | None = No
     command line is trusted."""
     if actor is not None:
         require(actor, "admin")
+    fields = _checked(None, bool(password), name=name, host=host, port=port, security=security,
+                      username=username, from_address=from_address, from_name=from_name,
+                      priority=priority, trusted_ca_pem=trusted_ca_pem,
+                      timeout_seconds=timeout_seconds)
+    server = OutgoingServer(password_encrypted=secrets.encrypt(password), active=True,
+                            created_at=utcnow(), **fields)
+    db.session.add(server)
+    db.session.flush()
+    return server
+
+
+# What update_server may change (the password has its own argument).
+EDITABLE = ("name", "host", "port", "security", "username", "from_address", "from_name",
+            "priority", "trusted_ca_pem", "timeout_seconds")
+
+
+def update_server(server: OutgoingServer, *, actor=None, password: str | None = None,
+                  **changes) -> OutgoingServer:
+    """Changes the given settings, checked as add_server checks them. `password=None`
+    keeps the stored one, `password=""` clears it; `port=None` means the security's
+    default port."""
+    if actor is not None:
+        require(actor, "admin")
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown:
+        raise InvalidInput(f"Unknown server setting: {', '.join(unknown)}.")
+    values = {field: getattr(server, field) for field in EDITABLE}
+    values.update(changes)
+    has_password = bool(password) if password is not None else bool(server.password_encrypted)
+    for field, value in _checked(server, has_password, **values).items():
+        setattr(server, field, value)
+    if password is not None:
+        server.password_encrypted = secrets.encrypt(password)
+    db.session.flush()
+    return server
+
+
+def _checked(current: OutgoingServer | None, has_password: bool, *, name, host, port, security,
+             username, from_address, from_name, priority, trusted_ca_pem,
+             timeout_seconds) -> dict:
+    """The server's columns, cleaned, or InvalidInput naming the field to fix."""
     from switchboard.people.services import normalize_email
 
     name = " ".join((name or "").split())
     if not name or len(name) > 80:
         raise InvalidInput("A server needs a name (at most 80 characters).", field="name")
-    if find_server(name) is not None:
+    other = find_server(name)
+    if other is not None and other is not current:
         raise InvalidInput(f"There is an outgoing server named {name!r} already.", field="name")
     security = (security or "").strip().lower()
     if security not in SECURITY_MODES:
@@ -67,7 +109,7 @@ def add_server(name: str, host: str, *, from_address: str, port: int | None = No
         raise InvalidInput(f"Not a valid From address: {str(from_address)[:80]!r}.",
                            field="from_address") from None
     username = (username or "").strip() or None
-    if password and not username:
+    if has_password and not username:
         raise InvalidInput("A password needs a user name.", field="username")
     if not 1 <= int(timeout_seconds) <= 600:
         raise InvalidInput("The timeout is 1 to 600 seconds.", field="timeout_seconds")
@@ -75,19 +117,14 @@ def add_server(name: str, host: str, *, from_address: str, port: int | None = No
     try:
         # The same rules the sender applies (e.g. no AUTH in clear text over the network).
         SmtpServerSettings(name=name, host=host, port=int(port), security=security,
-                           username=username, password=password or None, ca_pem=pem,
-                           from_address=from_address, timeout=timeout_seconds)
+                           username=username, password="set" if has_password else None,
+                           ca_pem=pem, from_address=from_address, timeout=timeout_seconds)
     except ValueError as error:
         raise InvalidInput(str(error), field="security") from None
-    server = OutgoingServer(
-        name=name, host=host, port=int(port), security=security, username=username,
-        password_encrypted=secrets.encrypt(password), trusted_ca_pem=pem,
-        from_address=from_address, from_name=" ".join((from_name or "").split()) or None,
-        priority=int(priority), active=True, timeout_seconds=int(timeout_seconds),
-        created_at=utcnow())
-    db.session.add(server)
-    db.session.flush()
-    return server
+    return dict(name=name, host=host, port=int(port), security=security, username=username,
+                trusted_ca_pem=pem, from_address=from_address,
+                from_name=" ".join((from_name or "").split()) or None, priority=int(priority),
+                timeout_seconds=int(timeout_seconds))
 
 
 def remove_server(name: str, *, actor=None) -> None:
@@ -131,11 +168,46 @@ def usable_servers() -> UsableServers:
         OutgoingServer.priority, OutgoingServer.id))
     for row in rows:
         try:
-            settings.append(SmtpServerSettings(
-                name=row.name, host=row.host, port=row.port, security=row.security,
-                username=row.username, password=secrets.decrypt(row.password_encrypted),
-                ca_pem=row.trusted_ca_pem, timeout=row.timeout_seconds,
-                from_address=row.from_address, from_name=row.from_name))
+            settings.append(server_settings(row))
         except (DeskError, ValueError) as error:
             problems.append(f"{row.name}: {getattr(error, 'message', error)}")
     return UsableServers(settings, problems)
+
+
+def server_settings(row: OutgoingServer) -> SmtpServerSettings:
+    """One server as the SMTP code uses it, password decrypted (InvalidInput when the
+    stored password cannot be read with this key)."""
+    return SmtpServerSettings(
+        name=row.name, host=row.host, port=row.port, security=row.security,
+        username=row.username, password=secrets.decrypt(row.password_encrypted),
+        ca_pem=row.trusted_ca_pem, timeout=row.timeout_seconds,
+        from_address=row.from_address, from_name=row.from_name)
+
+
+def send_test_mail(server: OutgoingServer, to: str, *, actor=None) -> SendResult:
+    """Sends a short test mail to `to` through this server only (active or not), at once,
+    not through the outbox, and returns what the server answered: the admin sees at once
+    whether the settings work. Never raises for what the server or network does."""
+    if actor is not None:
+        require(actor, "admin")
+    from flask import current_app
+
+    from switchboard.outbox.compose import compose_message, message_to_bytes, new_message_id
+    from switchboard.outbox.queue import mail_domain
+    from switchboard.people.services import normalize_email
+
+    try:
+        to = normalize_email(to)
+    except InvalidInput:
+        raise InvalidInput(f"Not a valid address: {str(to or '').strip()[:80]!r}.", field="to") from None
+    desk = current_app.config.get("DESK_NAME") or "Switchboard"
+    who = f" by {actor.display_name}" if actor is not None else ""
+    message = compose_message(
+        from_addr=server.from_address, from_name=server.from_name or desk, to=[to],
+        subject=f"Test mail from {desk} ({server.name})",
+        text=(f"This is a test mail from {desk}, sent{who} through the outgoing server "
+              f"{server.name} ({server.host}:{server.port}, {server.security}).\n\n"
+              "If you can read it, the desk can send mail through this server.\n"),
+        message_id=new_message_id(mail_domain()), automatic=True, origin=mail_domain())
+    with SmtpSession(server_settings(server)) as session:
+        return session.send(server.from_address, [to], message_to_bytes(message))
