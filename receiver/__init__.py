@@ -9,11 +9,13 @@ DEFAULTS = {
     "LMTP_PORT": (8024, int),
     # A 25 MiB attachment grows by a third in base64; Postfix's own default limit is 10 MB.
     "LMTP_MAX_MESSAGE_BYTES": (35 * 1024 * 1024, int),
-    # Threads that do the LMTP server's database work (lookups, storing).
+    # Threads that look recipients up for the LMTP server (storing has its own writer).
     "LMTP_DB_THREADS": (4, int),
-    # After acknowledging, stored messages are acted on in batches of this size;
-    # the sweep catches anything left new (a crash, a restart) this often.
-    "RECEIVER_PROCESS_BATCH": (20, int),
+    # After acknowledging, stored messages are acted on this many per transaction;
+    # 0 picks 1 on SQLite (a transaction holds the file's only write lock, which
+    # storing then waits for) and 10 on PostgreSQL. The sweep catches anything
+    # left new (a crash, a restart) this often.
+    "RECEIVER_PROCESS_BATCH": (0, int),
     "RECEIVER_SWEEP_SECONDS": (60, float),
 }
 
@@ -23,6 +25,13 @@ def settings_from_environment(app) -> None:
         if name not in app.config:
             value = os.environ.get(name)
             app.config[name] = kind(value) if value not in (None, "") else default
+
+
+def process_batch_size(app) -> int:
+    size = app.config["RECEIVER_PROCESS_BATCH"]
+    if size > 0:
+        return size
+    return 1 if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite") else 10
 
 
 def init_receiver(app) -> None:

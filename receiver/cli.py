@@ -45,13 +45,15 @@ def _outcome_counts(results) -> str:
 @receiver_group.command("run")
 def run_receiver():
     """Serve LMTP (LMTP_HOST:LMTP_PORT) and act on stored mail, until Ctrl-C or SIGTERM."""
+    from receiver import process_batch_size
     from receiver.lmtp import LMTPServer
-    from receiver.worker import ProcessingWorker
+    from receiver.worker import ProcessingWorker, WriteGate
 
     app = current_app._get_current_object()
-    worker = ProcessingWorker(app, batch=app.config["RECEIVER_PROCESS_BATCH"],
-                              sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"])
-    server = LMTPServer(app, on_stored=worker.submit)
+    gate = WriteGate.for_app(app)
+    worker = ProcessingWorker(app, batch=process_batch_size(app),
+                              sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"], gate=gate)
+    server = LMTPServer(app, on_stored=worker.submit, gate=gate)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -1,18 +1,21 @@
 """The LMTP server an MTA (Postfix...) delivers to: aiosmtpd on its own event
 loop, database work in a thread pool, 250 for a recipient only once its
 message is committed, 451 when storing failed so the MTA keeps the mail and
-retries, one reply per accepted recipient after DATA (RFC 2033)."""
+retries, one reply per accepted recipient after DATA (RFC 2033).
+Deliveries arriving together are stored in one transaction (group commit)."""
 
 import asyncio
 import logging
+import queue
 import socket
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope
 
-from receiver.worker import run_in_app
+from receiver.worker import WriteGate, run_in_app
 from switchboard.db import db
 
 log = logging.getLogger(__name__)
@@ -67,26 +70,141 @@ class DeskLMTP(LMTP):
         await super().push(status)
 
 
+class StoreWriter:
+    """Stores LMTP deliveries in group commits: one thread takes every
+    delivery waiting, stores each once per account, and commits them
+    together; only then are their sessions answered. Should that transaction
+    fail, each delivery and account is stored alone, so one failure answers
+    451 only for its own recipients."""
+
+    def __init__(self, app, *, gate: WriteGate | None = None, on_stored=None, max_group: int = 64):
+        self.app = app
+        self.gate = gate or WriteGate(False, quiet=0)
+        self.on_stored = on_stored  # called with the new inbound ids, from this thread
+        self.max_group = max_group
+        self._queue: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="lmtp-store", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stores what was handed in already, then returns."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, raw: bytes, mail_from: str | None, by_account: dict[int, list[str]]) -> Future:
+        """A future of {account id: inbound id} for the accounts whose copy is committed."""
+        future: Future = Future()
+        self._queue.put((future, raw, mail_from, by_account))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stopping = False
+            while len(group) < self.max_group:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+            try:
+                with self.gate.urgent():
+                    results = run_in_app(self.app, self._store_group, group)
+            except Exception as exc:  # no app context, no session: every delivery here gets 451
+                log.exception("storing LMTP deliveries failed")
+                for future, *_ in group:
+                    future.set_exception(exc)
+            else:
+                for (future, *_), result in zip(group, results):
+                    future.set_result(result)
+            if stopping:
+                return
+
+    def _store_group(self, group) -> list[dict[int, int]]:
+        from switchboard.inbound.models import IncomingAccount
+        from switchboard.inbound.store import store_message
+
+        def store(raw, mail_from, account_id, addresses):
+            return store_message(raw, source="lmtp", account=db.session.get(IncomingAccount, account_id),
+                                 envelope_from=mail_from or None, envelope_to=addresses)
+
+        new_ids: list[int] = []
+        try:
+            stored = []
+            for _, raw, mail_from, by_account in group:
+                stored.append({account_id: store(raw, mail_from, account_id, addresses)
+                               for account_id, addresses in by_account.items()})
+            db.session.commit()
+        except Exception:
+            db.session.rollback()
+            if len(group) == 1 and len(group[0][3]) == 1:
+                log.exception("storing an LMTP delivery failed; answering 451")
+                return [{}]
+            log.warning("storing %d LMTP deliveries together failed; storing each alone", len(group))
+            stored = []
+            for _, raw, mail_from, by_account in group:
+                done = {}
+                for account_id, addresses in by_account.items():
+                    try:
+                        done[account_id] = store(raw, mail_from, account_id, addresses)
+                        db.session.commit()
+                    except Exception:
+                        db.session.rollback()
+                        log.exception("storing an LMTP delivery for account %s failed; answering 451", account_id)
+                stored.append(done)
+        for done in stored:
+            new_ids.extend(result.inbound_id for result in done.values() if not result.duplicate)
+        if new_ids and self.on_stored is not None:
+            # Handed over here, so mail whose client hung up before reading
+            # the reply is still acted on now (the MTA's retry is a duplicate).
+            self.on_stored(new_ids)
+        return [{account_id: result.inbound_id for account_id, result in done.items()} for done in stored]
+
+
 class DeliveryHandler:
     """aiosmtpd handler: recipients must belong to an active incoming account;
-    the message is stored once per account, each in its own transaction."""
+    the message is stored once per account (see StoreWriter)."""
 
-    def __init__(self, app, executor, on_stored=None):
+    # A recipient found to belong to an account is believed for this long
+    # (a deactivation reaches the server within it); a refusal never is, so a
+    # newly added address works at once.
+    KNOWN_SECONDS = 2.0
+
+    def __init__(self, app, executor, writer: StoreWriter):
         self.app = app
         self.executor = executor
-        self.on_stored = on_stored  # called with the new inbound ids (from a pool thread)
+        self.writer = writer
+        self._known: dict[str, tuple[int, float]] = {}  # address -> (account id, until); event loop only
 
     async def _db(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, run_in_app, self.app, fn, *args)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        try:
-            account_id = await self._db(_account_id_for, address)
-        except Exception:
-            log.exception("looking up LMTP recipient %s failed", address)
-            return "451 4.3.0 Temporary failure looking up the recipient; please try again later"
-        if account_id is None:
-            return f"550 5.1.1 <{address}>: no such mailbox here"
+        key = address.lower()
+        account_id, until = self._known.get(key, (None, 0.0))
+        if until < time.monotonic():
+            try:
+                account_id = await self._db(_account_id_for, address)
+            except Exception:
+                log.exception("looking up LMTP recipient %s failed", address)
+                return "451 4.3.0 Temporary failure looking up the recipient; please try again later"
+            if account_id is None:
+                self._known.pop(key, None)
+                return f"550 5.1.1 <{address}>: no such mailbox here"
+            if len(self._known) > 10_000:
+                self._known.clear()
+            self._known[key] = (account_id, time.monotonic() + self.KNOWN_SECONDS)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         if isinstance(envelope, DeskEnvelope):
@@ -94,55 +212,29 @@ class DeliveryHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        raw = envelope.original_content or b""
+        account_ids = getattr(envelope, "account_ids", {})
         by_account: dict[int, list[str]] = {}
         for address in envelope.rcpt_tos:
-            account_id = getattr(envelope, "account_ids", {}).get(address)
-            if account_id is not None:
-                by_account.setdefault(account_id, [])
-                if address not in by_account[account_id]:
-                    by_account[account_id].append(address)
-        stored = await self._db(self._store_all, raw, envelope.mail_from, by_account)
+            account_id = account_ids.get(address)
+            if account_id is not None and address not in by_account.setdefault(account_id, []):
+                by_account[account_id].append(address)
+        stored = await self._store(envelope.original_content or b"", envelope.mail_from, by_account)
         replies = []
         for address in envelope.rcpt_tos:
-            inbound_id = stored.get(getattr(envelope, "account_ids", {}).get(address))
+            inbound_id = stored.get(account_ids.get(address))
             if inbound_id is None:
                 replies.append(TEMPORARY_FAILURE)
             else:
                 replies.append(f"250 2.0.0 <{address}> stored as message {inbound_id}")
         return "\r\n".join(replies)
 
+    async def _store(self, raw, mail_from, by_account) -> dict[int, int]:
+        return await asyncio.wrap_future(self.writer.submit(raw, mail_from, by_account))
+
     async def handle_exception(self, error):
         # Never aiosmtpd's "500 Error: (...)" with our exception text: ours is temporary.
         log.error("LMTP session error: %r", error, exc_info=error)
         return "451 4.3.0 Temporary local problem; please try again later"
-
-    def _store_all(self, raw: bytes, mail_from: str | None, by_account: dict[int, list[str]]) -> dict[int, int]:
-        """Stores the message for each account and commits each; returns the
-        accounts whose copy is safely stored, with its inbound id."""
-        from switchboard.inbound.models import IncomingAccount
-        from switchboard.inbound.store import store_message
-
-        stored: dict[int, int] = {}
-        new_ids: list[int] = []
-        for account_id, addresses in by_account.items():
-            try:
-                account = db.session.get(IncomingAccount, account_id)
-                result = store_message(raw, source="lmtp", account=account,
-                                       envelope_from=mail_from or None, envelope_to=addresses)
-                db.session.commit()
-            except Exception:
-                db.session.rollback()
-                log.exception("storing LMTP message for account %s failed; answering 451", account_id)
-                continue
-            stored[account_id] = result.inbound_id
-            if not result.duplicate:
-                new_ids.append(result.inbound_id)
-        if new_ids and self.on_stored is not None:
-            # Handed over here, in the pool thread, so a client that hangs up
-            # before reading the reply still gets its message acted on now.
-            self.on_stored(new_ids)
-        return stored
 
 
 def _account_id_for(address: str) -> int | None:
@@ -158,15 +250,18 @@ class LMTPServer:
     accepting, lets the pool finish what it is storing, and returns."""
 
     def __init__(self, app, *, host: str | None = None, port: int | None = None,
-                 max_message_bytes: int | None = None, db_threads: int | None = None, on_stored=None):
+                 max_message_bytes: int | None = None, db_threads: int | None = None, on_stored=None,
+                 gate: WriteGate | None = None):
         config = app.config
         self.app = app
         self.host = host if host is not None else config["LMTP_HOST"]
         self.port = port if port is not None else config["LMTP_PORT"]
         self.max_message_bytes = max_message_bytes if max_message_bytes is not None else config["LMTP_MAX_MESSAGE_BYTES"]
         threads = db_threads or config["LMTP_DB_THREADS"]
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-db")
-        self.handler = DeliveryHandler(app, self.executor, on_stored)
+        # Recipient look-ups (reads) run in this pool; storing goes through one group-committing writer.
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-lookup")
+        self.writer = StoreWriter(app, gate=gate or WriteGate.for_app(app), on_stored=on_stored)
+        self.handler = DeliveryHandler(app, self.executor, self.writer)
         self._hostname = socket.gethostname()  # once: getfqdn per connection may wait on DNS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
@@ -184,6 +279,7 @@ class LMTPServer:
         )
 
     def start(self) -> None:
+        self.writer.start()
         ready = threading.Event()
         failure: list[BaseException] = []
 
@@ -213,6 +309,7 @@ class LMTPServer:
         ready.wait()
         if failure:
             self._thread.join()
+            self.writer.stop()
             raise failure[0]
         log.info("LMTP listening on %s:%s", self.host, self.port)
 
@@ -230,6 +327,7 @@ class LMTPServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._thread = None
-        # Whatever the pool is storing still commits; its MTA just sees the
-        # connection drop and retries, which the fingerprint makes harmless.
+        # Whatever was handed to the writer still commits; its MTA just sees
+        # the connection drop and retries, which the fingerprint makes harmless.
         self.executor.shutdown(wait=True)
+        self.writer.stop()

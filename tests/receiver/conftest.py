@@ -109,11 +109,14 @@ class Receiver:
 
     def __init__(self, app, **options):
         from receiver.lmtp import LMTPServer
-        from receiver.worker import ProcessingWorker
+        from receiver.worker import ProcessingWorker, WriteGate
 
-        self.worker = ProcessingWorker(app, batch=20, sweep_seconds=options.pop("sweep_seconds", 3600))
+        from receiver import process_batch_size
+
+        gate = WriteGate.for_app(app)
+        self.worker = ProcessingWorker(app, batch=process_batch_size(app), sweep_seconds=options.pop("sweep_seconds", 3600), gate=gate)
         self.server = LMTPServer(app, host="127.0.0.1", port=options.pop("port", 0),
-                                 on_stored=self.worker.submit, **options)
+                                 on_stored=self.worker.submit, gate=gate, **options)
 
     def start(self):
         self.server.start()

@@ -164,12 +164,12 @@ def test_an_unexpected_error_answers_451_never_500_with_its_text(app, desk_accou
         raise RuntimeError("internal detail nobody outside should read")
 
     lmtp = receiver()
-    monkeypatch.setattr(lmtp_module.DeliveryHandler, "_store_all", broken)
+    monkeypatch.setattr(lmtp_module.StoreWriter, "_store_group", broken)
     raw = lmtp.raw()
     _, replies = raw.deliver("carol@example.org", ["help@desk.test", "sales@desk.test"], make_mail())
     assert [r.code for r in replies] == [451, 451]
     monkeypatch.setattr(lmtp_module, "_account_id_for", broken)
-    rcpt, _ = raw.deliver("carol@example.org", ["help@desk.test"], make_mail())
+    rcpt, _ = raw.deliver("carol@example.org", ["printers@support.desk.test"], make_mail())
     assert rcpt[0].code == 451
     assert "internal detail" not in " ".join(r.text for r in replies + rcpt)
     # The connection is still usable.
@@ -239,3 +239,24 @@ def test_receiver_run_command_serves_lmtp_until_sigterm(app, desk_accounts):
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "Receiver stopped." in out
+
+
+def test_deliveries_stored_together_still_fail_or_succeed_on_their_own(app, desk_accounts, receiver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    lmtp = receiver()
+
+    def deliver(i):
+        raw = lmtp.raw()
+        try:
+            to = "sales@desk.test" if i % 2 else "help@desk.test"
+            _, replies = raw.deliver("carol@example.org", [to], make_mail(subject=f"Log call: number {i}"))
+            return to, replies[0].code
+        finally:
+            raw.close()
+
+    with storage_fails(desk_accounts["sales"]):
+        with ThreadPoolExecutor(12) as pool:
+            outcomes = list(pool.map(deliver, range(12)))
+    assert sorted(set(outcomes)) == [("help@desk.test", 250), ("sales@desk.test", 451)]
+    assert [r.account_id for r in inbound_rows()] == [desk_accounts["help"]] * 6
