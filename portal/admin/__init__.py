@@ -1,6 +1,11 @@
-"""Admin pages: people, groups and their members, priority names. Only
-admins get in; the check is the blueprint's, so no page can forget it."""
+"""Admin pages: people, groups and their members, priority names, and the
+mail settings (portal.mail, nested here). Only admins get in; the check is
+this blueprint's, so no page can forget it, nested ones included."""
 
 from portal.admin.views import bp
+from portal.mail import bp as mail_bp
+
+# Once per process, at import: a blueprint cannot change after an app registered it.
+bp.register_blueprint(mail_bp)
 
 __all__ = ["bp"]

@@ -109,3 +109,17 @@ def field_error(html: str, field_id: str) -> str | None:
 
 def is_fragment(html: str) -> bool:
     return "<html" not in html and "<body" not in html
+
+
+# Real mail servers over loopback for the mail admin pages: the shared Dovecot
+# fixtures (tests/servers; skipped without Dovecot, failed under CI=true) and
+# an SMTP sink like the outbox tests use.
+from tests.servers.fixtures import _dovecot_server, dovecot, mail_account, server_tls  # noqa: E402,F401
+
+
+@pytest.fixture
+def smtp_sink():
+    from tests.outbox.smtp_sink import SmtpSink
+
+    with SmtpSink() as sink:
+        yield sink
