@@ -181,58 +181,23 @@ def storage_fails(account_id: int | None = None):
 
 
 # --- real mail servers ---------------------------------------------------------------------
-# Built on tests/servers (Dovecot, Postfix over loopback); skipped on a developer machine
-# without them, failed under CI=true.
-
-@pytest.fixture(scope="session")
-def mail_tls(tmp_path_factory):
-    from tests.servers.tls import make_certificates
-
-    return make_certificates(tmp_path_factory.mktemp("mail-tls"))
-
-
-@pytest.fixture(scope="session")
-def dovecot_server(mail_tls):
-    from tests.servers.dovecot import INSTALL_HINT, Dovecot
-    from tests.servers.require import require_binary, require_root
-
-    binary = require_binary("dovecot", INSTALL_HINT)
-    require_root("Dovecot")
-    server = Dovecot(binary, mail_tls)
-    server.start()
-    yield server
-    server.remove()
-
-
-@dataclass
-class Mailbox:
-    email: str
-    password: str
+# Dovecot and Postfix over loopback (tests/servers): skipped on a developer machine without
+# them, failed under CI=true.
+from tests.servers.fixtures import _dovecot_server, dovecot, mail_account, postfix_factory, server_tls  # noqa: E402,F401
 
 
 @pytest.fixture
-def mailbox(dovecot_server):
-    """A fresh, empty Dovecot mailbox of its own."""
-    import uuid
-
-    box = Mailbox(f"desk-{uuid.uuid4().hex[:10]}@example.test", "mailbox-password-1")
-    dovecot_server.add_user(box.email, box.password)
-    yield box
-    dovecot_server.clear(box.email)
-
-
-@pytest.fixture
-def mailbox_account(app, dovecot_server, mail_tls):
-    """Adds an IMAP or POP3 account reading a Dovecot mailbox; returns its id."""
+def mailbox_account(app, dovecot, server_tls):
+    """Adds an IMAP or POP3 account reading a Dovecot mailbox (a `mail_account`); returns its id."""
     from switchboard.inbound.accounts import create_account
 
-    def add(mailbox: Mailbox, protocol: str = "imap", security: str = "none", *, name: str | None = None,
+    def add(mailbox, protocol: str = "imap", security: str = "none", *, name: str | None = None,
             password: str | None = None, **settings) -> int:
-        ports = dovecot_server.ports
+        ports = dovecot.ports
         port = {("imap", "tls"): ports.imaps, ("pop3", "tls"): ports.pop3s}.get(
             (protocol, security), ports.imap if protocol == "imap" else ports.pop3)
         if security != "none":
-            settings.setdefault("trusted_ca_pem", mail_tls.ca.read_text())
+            settings.setdefault("trusted_ca_pem", server_tls.ca.read_text())
         account = create_account(name or f"{protocol}-{security}", protocol, host="127.0.0.1", port=port,
                                  security=security, username=mailbox.email,
                                  password=password or mailbox.password, timeout_seconds=10, **settings)
@@ -242,25 +207,10 @@ def mailbox_account(app, dovecot_server, mail_tls):
     return add
 
 
-@pytest.fixture(scope="session")
-def postfix_server(mail_tls):
-    """A real Postfix relaying desk.test and support.desk.test to LMTP on `.lmtp_port`, where tests start the receiver."""
-    from tests.servers.postfix import INSTALL_HINT, Postfix
-    from tests.servers.process import free_port
-    from tests.servers.require import require_binary, require_root
-
-    binary = require_binary("postfix", INSTALL_HINT)
-    require_root("Postfix")
-    server = Postfix(binary, mail_tls, lmtp_port=free_port(), domains=("desk.test", "support.desk.test"))
-    server.start()
-    yield server
-    server.remove()
-
-
 @pytest.fixture
-def postfix(postfix_server):
-    """The session's Postfix, its queue emptied after the test (a failed test may leave mail deferred)."""
-    import subprocess
+def postfix(postfix_factory):
+    """A real Postfix relaying desk.test and support.desk.test to LMTP on `.lmtp_port`,
+    where the test starts the receiver (before or after: Postfix defers until it answers)."""
+    from tests.servers.process import free_port
 
-    yield postfix_server
-    subprocess.run(["postsuper", "-c", str(postfix_server.config_dir), "-d", "ALL"], capture_output=True)
+    return postfix_factory(free_port(), domains=("desk.test", "support.desk.test"))

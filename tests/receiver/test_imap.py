@@ -15,10 +15,10 @@ from switchboard.inbound.models import IncomingAccount, InboundMessage, MailboxR
 from .conftest import make_mail, storage_fails
 
 
-def fill(dovecot, mailbox, count: int, folder="INBOX") -> list[bytes]:
+def fill(dovecot, mail_account, count: int, folder="INBOX") -> list[bytes]:
     mails = [make_mail(subject=f"Log call: problem number {i}") for i in range(count)]
     for mail in mails:
-        dovecot.append(mailbox.email, mail, folder)
+        dovecot.append(mail_account.email, mail, folder)
     return mails
 
 
@@ -37,18 +37,18 @@ def account(account_id) -> IncomingAccount:
     return db.session.get(IncomingAccount, account_id)
 
 
-def flags(dovecot, mailbox, folder="INBOX") -> list[set]:
+def flags(dovecot, mail_account, folder="INBOX") -> list[set]:
     with IMAPClient("127.0.0.1", port=dovecot.ports.imap, ssl=False) as client:
-        client.login(mailbox.email, mailbox.password)
+        client.login(mail_account.email, mail_account.password)
         client.select_folder(folder, readonly=True)
         found = client.get_flags(client.search("ALL"))
         return [set(f) for _, f in sorted(found.items())]
 
 
 @pytest.mark.parametrize("security", ["none", "starttls", "tls"])
-def test_poll_stores_moves_and_logs_calls(app, dovecot_server, mailbox, mailbox_account, security):
-    account_id = mailbox_account(mailbox, "imap", security, name="support")
-    mails = fill(dovecot_server, mailbox, 3)
+def test_poll_stores_moves_and_logs_calls(app, dovecot, mail_account, mailbox_account, security):
+    account_id = mailbox_account(mail_account, "imap", security, name="support")
+    mails = fill(dovecot, mail_account, 3)
     result = app.test_cli_runner().invoke(args=["mail", "poll"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
@@ -56,27 +56,27 @@ def test_poll_stores_moves_and_logs_calls(app, dovecot_server, mailbox, mailbox_
         "acted on 3: 3 processed",
     ]
     assert calls() == ["problem number 0", "problem number 1", "problem number 2"]
-    assert dovecot_server.messages(mailbox.email) == []
-    assert dovecot_server.folders(mailbox.email) == ["INBOX", "Processed"]  # created when missing
-    assert sorted(dovecot_server.messages(mailbox.email, "Processed")) == sorted(mails)
+    assert dovecot.messages(mail_account.email) == []
+    assert dovecot.folders(mail_account.email) == ["INBOX", "Processed"]  # created when missing
+    assert sorted(dovecot.messages(mail_account.email, "Processed")) == sorted(mails)
     assert {r.source for r in rows()} == {"imap"}
     polled = account(account_id)
     assert polled.last_success_at is not None and polled.last_error is None
 
 
-def test_a_server_certificate_from_another_ca_is_refused_and_recorded(app, dovecot_server, mailbox,
+def test_a_server_certificate_from_another_ca_is_refused_and_recorded(app, dovecot, mail_account,
                                                                       mailbox_account, tmp_path):
     from tests.servers.tls import make_certificates
 
     stranger = make_certificates(tmp_path / "other").ca.read_text()
-    account_id = mailbox_account(mailbox, "imap", "tls", trusted_ca_pem=stranger)
-    fill(dovecot_server, mailbox, 1)
+    account_id = mailbox_account(mail_account, "imap", "tls", trusted_ca_pem=stranger)
+    fill(dovecot, mail_account, 1)
     result = poll_account(account_id)
     assert not result.ok
     assert "TLS certificate of 127.0.0.1" in result.error and "not trusted" in result.error
     failed = account(account_id)
     assert failed.last_error == result.error and failed.last_error_at is not None
-    assert rows() == [] and len(dovecot_server.messages(mailbox.email)) == 1
+    assert rows() == [] and len(dovecot.messages(mail_account.email)) == 1
     listed = app.test_cli_runner().invoke(args=["mail", "accounts", "list"]).output
     assert "\tfailing\t" in listed and "not trusted" in listed
     # Without a CA of its own the account trusts only the system's CAs, which do not know ours either.
@@ -85,45 +85,45 @@ def test_a_server_certificate_from_another_ca_is_refused_and_recorded(app, dovec
     assert "not trusted" in poll_account(account_id).error
 
 
-def test_seen_policy_flags_the_mail_and_fetches_only_what_is_new(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "imap", after_processing="seen")
-    fill(dovecot_server, mailbox, 2)
+def test_seen_policy_flags_the_mail_and_fetches_only_what_is_new(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "imap", after_processing="seen")
+    fill(dovecot, mail_account, 2)
     assert poll_account(account_id).stored == 2
-    assert flags(dovecot_server, mailbox) == [{b"\\Seen"}, {b"\\Seen"}]
-    dovecot_server.append(mailbox.email, make_mail(subject="Log call: a third one"))
+    assert flags(dovecot, mail_account) == [{b"\\Seen"}, {b"\\Seen"}]
+    dovecot.append(mail_account.email, make_mail(subject="Log call: a third one"))
     again = poll_account(account_id)
     assert (again.stored, again.duplicates, again.settled) == (1, 0, 1)
-    assert len(dovecot_server.messages(mailbox.email)) == 3
+    assert len(dovecot.messages(mail_account.email)) == 3
     assert all(r.deliveries == 1 for r in rows()) and len(rows()) == 3
 
 
-def test_delete_policy_removes_the_stored_mail(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "imap", after_processing="delete")
-    fill(dovecot_server, mailbox, 2)
+def test_delete_policy_removes_the_stored_mail(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "imap", after_processing="delete")
+    fill(dovecot, mail_account, 2)
     assert poll_account(account_id).settled == 2
-    assert dovecot_server.messages(mailbox.email) == []
-    assert dovecot_server.folders(mailbox.email) == ["INBOX"]
+    assert dovecot.messages(mail_account.email) == []
+    assert dovecot.folders(mail_account.email) == ["INBOX"]
     assert len(rows()) == 2
 
 
-def test_move_without_the_move_extension_copies_then_expunges(app, dovecot_server, mailbox, mailbox_account,
+def test_move_without_the_move_extension_copies_then_expunges(app, dovecot, mail_account, mailbox_account,
                                                               monkeypatch):
-    account_id = mailbox_account(mailbox, "imap", processed_folder="Desk.Done")
-    mails = fill(dovecot_server, mailbox, 2)
+    account_id = mailbox_account(mail_account, "imap", processed_folder="Desk.Done")
+    mails = fill(dovecot, mail_account, 2)
     # An older server without MOVE (RFC 6851): Dovecot has it, so hide it.
     original = IMAPClient.has_capability
     monkeypatch.setattr(IMAPClient, "has_capability", lambda self, cap: cap.upper() != "MOVE" and original(self, cap))
     assert poll_account(account_id).settled == 2
-    assert dovecot_server.messages(mailbox.email) == []
-    assert sorted(dovecot_server.messages(mailbox.email, "Desk.Done")) == sorted(mails)
+    assert dovecot.messages(mail_account.email) == []
+    assert sorted(dovecot.messages(mail_account.email, "Desk.Done")) == sorted(mails)
 
 
-def test_a_poll_interrupted_after_storing_resumes_without_duplicates_or_loss(app, dovecot_server, mailbox,
+def test_a_poll_interrupted_after_storing_resumes_without_duplicates_or_loss(app, dovecot, mail_account,
                                                                              mailbox_account, monkeypatch):
     from receiver import imap
 
-    account_id = mailbox_account(mailbox, "imap")
-    fill(dovecot_server, mailbox, 3)
+    account_id = mailbox_account(mail_account, "imap")
+    fill(dovecot, mail_account, 3)
 
     def crash(*args):
         raise RuntimeError("the process died here")
@@ -131,39 +131,39 @@ def test_a_poll_interrupted_after_storing_resumes_without_duplicates_or_loss(app
     monkeypatch.setattr(imap, "settle", crash)  # stored and committed, not yet moved
     crashed = poll_account(account_id)
     assert not crashed.ok and "the process died here" in crashed.error
-    assert len(rows()) == 3 and len(dovecot_server.messages(mailbox.email)) == 3
+    assert len(rows()) == 3 and len(dovecot.messages(mail_account.email)) == 3
     monkeypatch.undo()
     resumed = poll_account(account_id)
     assert resumed.ok, resumed.error
     assert (resumed.stored, resumed.resumed, resumed.settled) == (0, 3, 3)
-    assert dovecot_server.messages(mailbox.email) == []
-    assert len(dovecot_server.messages(mailbox.email, "Processed")) == 3
+    assert dovecot.messages(mail_account.email) == []
+    assert len(dovecot.messages(mail_account.email, "Processed")) == 3
     assert [r.deliveries for r in rows()] == [1, 1, 1]  # not fetched and stored again
     assert db.session.scalar(sa.select(sa.func.count()).where(MailboxReceipt.settled.is_(False))) == 0
 
 
-def test_nothing_is_moved_when_storing_fails(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "imap")
-    fill(dovecot_server, mailbox, 2)
+def test_nothing_is_moved_when_storing_fails(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "imap")
+    fill(dovecot, mail_account, 2)
     with storage_fails():
         failed = poll_account(account_id)
     assert not failed.ok and "2 message(s) left in the mailbox" in failed.error
-    assert len(dovecot_server.messages(mailbox.email)) == 2 and rows() == []
+    assert len(dovecot.messages(mail_account.email)) == 2 and rows() == []
     assert account(account_id).last_error == failed.error
     assert poll_account(account_id).stored == 2
-    assert dovecot_server.messages(mailbox.email) == []
+    assert dovecot.messages(mail_account.email) == []
 
 
-def test_a_recreated_folder_is_read_again_but_nothing_is_acted_on_twice(app, dovecot_server, mailbox,
+def test_a_recreated_folder_is_read_again_but_nothing_is_acted_on_twice(app, dovecot, mail_account,
                                                                         mailbox_account):
-    account_id = mailbox_account(mailbox, "imap", after_processing="seen")
-    mails = fill(dovecot_server, mailbox, 2)
+    account_id = mailbox_account(mail_account, "imap", after_processing="seen")
+    mails = fill(dovecot, mail_account, 2)
     poll_account(account_id)
     first_validity = account(account_id).uidvalidity
     time.sleep(1.01 - time.time() % 1)  # Dovecot's UIDVALIDITY is the creation second
-    dovecot_server.clear(mailbox.email)  # the folder is deleted and made anew: a new UIDVALIDITY
+    dovecot.clear(mail_account.email)  # the folder is deleted and made anew: a new UIDVALIDITY
     for mail in mails:
-        dovecot_server.append(mailbox.email, mail)
+        dovecot.append(mail_account.email, mail)
     again = poll_account(account_id)
     assert again.ok, again.error
     assert account(account_id).uidvalidity != first_validity
@@ -174,30 +174,30 @@ def test_a_recreated_folder_is_read_again_but_nothing_is_acted_on_twice(app, dov
     assert len(calls()) == 2
 
 
-def test_batches_and_the_per_session_limit(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "imap", batch_size=2, max_messages_per_session=3)
-    fill(dovecot_server, mailbox, 5)
+def test_batches_and_the_per_session_limit(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "imap", batch_size=2, max_messages_per_session=3)
+    fill(dovecot, mail_account, 5)
     first = poll_account(account_id)
     assert (first.stored, first.settled) == (3, 3)
-    assert len(dovecot_server.messages(mailbox.email)) == 2
+    assert len(dovecot.messages(mail_account.email)) == 2
     second = poll_account(account_id)
     assert (second.stored, second.settled) == (2, 2)
-    assert dovecot_server.messages(mailbox.email) == []
+    assert dovecot.messages(mail_account.email) == []
 
 
-def test_one_failing_account_does_not_stop_the_others_and_poll_exits_non_zero(app, dovecot_server, mailbox,
+def test_one_failing_account_does_not_stop_the_others_and_poll_exits_non_zero(app, dovecot, mail_account,
                                                                              mailbox_account):
-    mailbox_account(mailbox, "imap", name="a-broken", password="not-the-password")
-    mailbox_account(mailbox, "imap", name="b-working")
-    closed = account(mailbox_account(mailbox, "pop3", name="c-refused"))
+    mailbox_account(mail_account, "imap", name="a-broken", password="not-the-password")
+    mailbox_account(mail_account, "imap", name="b-working")
+    closed = account(mailbox_account(mail_account, "pop3", name="c-refused"))
     closed.port = 1  # nothing listens there
     db.session.commit()
-    fill(dovecot_server, mailbox, 1)
+    fill(dovecot, mail_account, 1)
     result = app.test_cli_runner().invoke(args=["mail", "poll"])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert lines[0].startswith("a-broken: FAILED: login refused by 127.0.0.1:")
-    assert lines[0].endswith(f"for {mailbox.email}: [AUTHENTICATIONFAILED] Authentication failed.")
+    assert lines[0].endswith(f"for {mail_account.email}: [AUTHENTICATIONFAILED] Authentication failed.")
     assert lines[1] == "b-working: ok: stored 1 new, settled 1 in the mailbox"
     assert lines[2] == "c-refused: FAILED: cannot connect to 127.0.0.1:1: connection refused"
     assert "mail poll: 2 account(s) failed: a-broken, c-refused" in result.output

@@ -13,9 +13,9 @@ from switchboard.inbound.models import IncomingAccount, InboundMessage
 from .conftest import make_mail, storage_fails
 
 
-def fill(dovecot, mailbox, count: int) -> None:
+def fill(dovecot, mail_account, count: int) -> None:
     for i in range(count):
-        dovecot.append(mailbox.email, make_mail(subject=f"Log call: problem number {i}"))
+        dovecot.append(mail_account.email, make_mail(subject=f"Log call: problem number {i}"))
 
 
 def rows() -> list[InboundMessage]:
@@ -24,34 +24,34 @@ def rows() -> list[InboundMessage]:
 
 
 @pytest.mark.parametrize("security", ["none", "starttls", "tls"])
-def test_poll_stores_then_deletes_and_logs_calls(app, dovecot_server, mailbox, mailbox_account, security):
-    mailbox_account(mailbox, "pop3", security, name="pop")
-    fill(dovecot_server, mailbox, 3)
+def test_poll_stores_then_deletes_and_logs_calls(app, dovecot, mail_account, mailbox_account, security):
+    mailbox_account(mail_account, "pop3", security, name="pop")
+    fill(dovecot, mail_account, 3)
     result = app.test_cli_runner().invoke(args=["mail", "poll"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["pop: ok: stored 3 new, settled 3 in the mailbox", "acted on 3: 3 processed"]
-    assert dovecot_server.messages(mailbox.email) == []
+    assert dovecot.messages(mail_account.email) == []
     assert sorted(db.session.scalars(sa.select(Call.summary))) == [f"problem number {i}" for i in range(3)]
     assert {r.source for r in rows()} == {"pop3"}
 
 
-def test_keep_on_server_fetches_each_message_once(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "pop3", after_processing="seen")
-    fill(dovecot_server, mailbox, 2)
+def test_keep_on_server_fetches_each_message_once(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "pop3", after_processing="seen")
+    fill(dovecot, mail_account, 2)
     assert poll_account(account_id).stored == 2
-    dovecot_server.append(mailbox.email, make_mail(subject="Log call: one more"))
+    dovecot.append(mail_account.email, make_mail(subject="Log call: one more"))
     again = poll_account(account_id)
     assert (again.stored, again.duplicates) == (1, 0)
-    assert len(dovecot_server.messages(mailbox.email)) == 3  # all still on the server
+    assert len(dovecot.messages(mail_account.email)) == 3  # all still on the server
     assert [r.deliveries for r in rows()] == [1, 1, 1]
 
 
-def test_a_run_interrupted_before_quit_deletes_nothing_and_the_next_resumes(app, dovecot_server, mailbox,
+def test_a_run_interrupted_before_quit_deletes_nothing_and_the_next_resumes(app, dovecot, mail_account,
                                                                            mailbox_account, monkeypatch):
     from receiver import pop3
 
-    account_id = mailbox_account(mailbox, "pop3")
-    fill(dovecot_server, mailbox, 3)
+    account_id = mailbox_account(mail_account, "pop3")
+    fill(dovecot, mail_account, 3)
 
     def crash(*args):
         raise RuntimeError("the process died here")
@@ -59,34 +59,34 @@ def test_a_run_interrupted_before_quit_deletes_nothing_and_the_next_resumes(app,
     monkeypatch.setattr(pop3, "settle", crash)  # stored and committed, DELE never sent
     crashed = poll_account(account_id)
     assert not crashed.ok and "the process died here" in crashed.error
-    assert len(rows()) == 3 and len(dovecot_server.messages(mailbox.email)) == 3
+    assert len(rows()) == 3 and len(dovecot.messages(mail_account.email)) == 3
     monkeypatch.undo()
     resumed = poll_account(account_id)
     assert resumed.ok, resumed.error
     assert (resumed.stored, resumed.resumed, resumed.settled) == (0, 3, 3)
-    assert dovecot_server.messages(mailbox.email) == []
+    assert dovecot.messages(mail_account.email) == []
     assert [r.deliveries for r in rows()] == [1, 1, 1]  # not RETRieved and stored again
 
 
-def test_nothing_is_deleted_unless_it_was_committed(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "pop3")
-    fill(dovecot_server, mailbox, 2)
+def test_nothing_is_deleted_unless_it_was_committed(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "pop3")
+    fill(dovecot, mail_account, 2)
     with storage_fails():
         failed = poll_account(account_id)
     assert not failed.ok and "2 message(s) left in the mailbox" in failed.error
-    assert len(dovecot_server.messages(mailbox.email)) == 2 and rows() == []
+    assert len(dovecot.messages(mail_account.email)) == 2 and rows() == []
     assert db.session.get(IncomingAccount, account_id).last_error == failed.error
     recovered = poll_account(account_id)
     assert recovered.ok and recovered.stored == 2
-    assert dovecot_server.messages(mailbox.email) == []
+    assert dovecot.messages(mail_account.email) == []
 
 
-def test_wrong_password_is_recorded_and_the_mail_stays(app, dovecot_server, mailbox, mailbox_account):
-    account_id = mailbox_account(mailbox, "pop3", password="not-the-password")
-    fill(dovecot_server, mailbox, 1)
+def test_wrong_password_is_recorded_and_the_mail_stays(app, dovecot, mail_account, mailbox_account):
+    account_id = mailbox_account(mail_account, "pop3", password="not-the-password")
+    fill(dovecot, mail_account, 1)
     result = app.test_cli_runner().invoke(args=["mail", "poll", "--account", "pop3-none"])
     assert result.exit_code == 1
-    assert result.output.startswith(f"pop3-none: FAILED: login refused by 127.0.0.1:{dovecot_server.ports.pop3} "
-                                    f"for {mailbox.email}: -ERR [AUTH] Authentication failed.")
+    assert result.output.startswith(f"pop3-none: FAILED: login refused by 127.0.0.1:{dovecot.ports.pop3} "
+                                    f"for {mail_account.email}: -ERR [AUTH] Authentication failed.")
     assert db.session.get(IncomingAccount, account_id).last_error.startswith("login refused")
-    assert len(dovecot_server.messages(mailbox.email)) == 1
+    assert len(dovecot.messages(mail_account.email)) == 1
