@@ -1,0 +1,66 @@
+"""Every real message in the public corpus goes through `mail ingest` (the
+operator's and the MTA pipe's way in) and ends processed, ignored or
+rejected: none failed, none slow, and no automated mail answered."""
+
+import hashlib
+import json
+import time
+
+import sqlalchemy as sa
+
+from switchboard.db import db
+from switchboard.inbound.automated import is_never_answer_address
+from switchboard.inbound.models import InboundMessage, InboundStatus
+from switchboard.outbox.models import OutboxMessage
+from tests.inbound.test_corpus_parse import corpus_messages
+
+SECONDS_PER_MESSAGE = 5.0
+
+
+def test_whole_corpus_through_mail_ingest(app, corpus, tmp_path):
+    runner = app.test_cli_runner()
+    slow, crashed = [], []
+    for index, (name, raw) in enumerate(corpus_messages(corpus)):
+        path = tmp_path / f"{index}.eml"
+        path.write_bytes(raw)
+        started = time.perf_counter()
+        result = runner.invoke(args=["mail", "ingest", str(path)])
+        elapsed = time.perf_counter() - started
+        if result.exit_code != 0 or result.exception is not None:
+            crashed.append(f"{name}: exit {result.exit_code}: {result.output.strip()[:200]}")
+        if elapsed > SECONDS_PER_MESSAGE:
+            slow.append(f"{name}: {elapsed:.1f} s")
+    assert not crashed, "\n".join(crashed)
+    assert not slow, "\n".join(slow)
+
+    counts = dict(db.session.execute(
+        sa.select(InboundMessage.status, sa.func.count()).group_by(InboundMessage.status)).all())
+    print({status.value: n for status, n in counts.items()})
+    failed = db.session.scalars(sa.select(InboundMessage).where(InboundMessage.status == InboundStatus.FAILED)).all()
+    assert not failed, "\n".join(f"{m.subject!r}: {m.error[-300:]}" for m in failed)
+    assert counts.get(InboundStatus.NEW, 0) == 0
+    # Fewer rows than files: the dos/ and mac/ copies of bsd/ messages differ only in line
+    # endings, so they are the same message, stored and acted on once.
+    assert counts[InboundStatus.PROCESSED] > 100 and counts[InboundStatus.IGNORED] > 650
+
+    # Nothing we queued goes to an address that must never be answered.
+    for row in db.session.scalars(sa.select(OutboxMessage)):
+        assert not any(is_never_answer_address(a) for a in row.to), (row.to, row.message_type)
+
+    # Bounces, auto-replies and abuse reports: no reply of any kind (a reply could start a
+    # mail loop with a mailer daemon or an autoresponder), and no call.
+    root = corpus / "sisimai-set-of-emails"
+    expected = json.loads((root / "EXPECTED-bounces.json").read_text())["files"]
+    automated = {hashlib.sha256((root / n).read_bytes()).hexdigest(): n
+                 for n, info in expected.items() if info["kind"] != "not_bounce"}
+    rows = db.session.execute(
+        sa.select(InboundMessage.id, InboundMessage.raw_sha256, InboundMessage.status, InboundMessage.call_id)
+        .where(InboundMessage.raw_sha256.in_(list(automated)))).all()
+    assert len(rows) > 600  # 829 files, fewer distinct messages (see above)
+    ids = [r.id for r in rows]
+    answered = db.session.scalars(sa.select(OutboxMessage.inbound_id).where(OutboxMessage.inbound_id.in_(ids))).all()
+    assert answered == [], [automated[r.raw_sha256] for r in rows if r.id in answered]
+    logged = [automated[r.raw_sha256] for r in rows if r.call_id is not None]
+    # Two files are people forwarding a bounce by hand: those may log a call, nothing else may.
+    assert len(logged) <= 2, logged
+    assert sum(r.status is InboundStatus.IGNORED for r in rows) >= 0.99 * len(rows)
