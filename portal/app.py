@@ -44,7 +44,7 @@ def init_portal(app: Flask) -> None:
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from portal import admin, attachments, auth, calls, errors, requests, work
+    from portal import admin, attachments, auth, calls, errors, me, requests, work
 
     app.register_blueprint(templates)
     app.register_blueprint(auth.bp)
@@ -53,6 +53,7 @@ def init_portal(app: Flask) -> None:
     app.register_blueprint(requests.bp)
     app.register_blueprint(attachments.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(me.bp)
     errors.register(app)
 
     app.jinja_env.trim_blocks = True

@@ -13,6 +13,7 @@ from switchboard.db import db
 from switchboard.errors import InvalidInput
 from switchboard.people.admin import add_group, add_member, add_person, get_group, remove_member, set_active
 from switchboard.people.models import Group, Person
+from switchboard.outbox.settings import opted_out_ids, set_mail_opt_out
 from switchboard.people.services import analysts, get_person
 from switchboard.permissions import require
 
@@ -50,6 +51,7 @@ def people():
         page=page,
         pages=max(1, -(-total // PAGE_SIZE)),
         q=text,
+        essential_only=opted_out_ids(p.id for p in everyone),
         confirm=ConfirmForm(formdata=None),
     )
 
@@ -85,6 +87,15 @@ def set_person_active(person_id, change):
         for message in form.general_errors:
             flash(message, "error")
     return redirect(url_for("admin.people"), code=303)
+
+
+@bp.post("/people/<int:person_id>/mail/<any(essential, all):choice>")
+def set_person_mail(person_id, choice):
+    """The opt-out a person can set on their own settings page, set for them."""
+    person = get_person(person_id)
+    if attempt(ConfirmForm(), lambda: set_mail_opt_out(person, choice == "essential", current_person())) is not None:
+        flash(f"{person.email} now gets {'only essential' if choice == 'essential' else 'all the desk’s'} mail.")
+    return redirect(url_for("admin.people", q=request.args.get("q") or None), code=303)
 
 
 @bp.route("/groups", methods=["GET", "POST"])

@@ -2,11 +2,16 @@
 page with distinct field ids (labels stay tied to their inputs)."""
 
 from flask_wtf.file import MultipleFileField
-from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from portal.forms import DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.calls.models import DEFAULT_PRIORITY_ID
+from switchboard.history.models import Attachment, HistoryEntry
+from switchboard.db import db
+from switchboard.outbox.settings import get_switch
 
 TEXT_MAX = 20_000
 
@@ -48,11 +53,45 @@ class ForwardForm(DeskForm):
     analyst = SelectField("Analyst", default="")
     group = SelectField("Group", default="")
     note = TextAreaField("Note for the new owner", validators=[Length(max=TEXT_MAX)])
+    notify = BooleanField("Email the new owner", default=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.analyst.choices = analyst_choices()
         self.group.choices = group_choices()
+        if not get_switch("forward_email_optional"):
+            # The admin's notification settings decide; nothing to choose here.
+            del self.notify
+
+    @property
+    def notify_choice(self) -> bool | None:
+        """True/False when the analyst chose, None when the settings decide."""
+        return self.notify.data if "notify" in self._fields else None
+
+
+class CheckboxesField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class MailForm(DeskForm):
+    to = StringField("To", validators=[Length(max=4000)], description="Several addresses: separate them with commas.")
+    subject = StringField("Subject", validators=[Length(max=300)])
+    text = TextAreaField("Message", validators=[Length(max=TEXT_MAX)])
+    attachments = CheckboxesField("Attach files from the call", coerce=int)
+    use_template = BooleanField("Wrap it in the desk’s standard letter (greeting, call reference, signature)")
+
+    def for_call(self, call, *, fresh: bool) -> None:
+        files = db.session.scalars(
+            db.select(Attachment).join(HistoryEntry).where(HistoryEntry.call_id == call.id).order_by(Attachment.id)
+        ).all()
+        if files:
+            self.attachments.choices = [SelectChoice(f.id, f.filename) for f in files]
+        else:
+            del self.attachments
+        if fresh:
+            self.to.data = call.customer.email
+            self.subject.data = f"{call.ref}: {call.summary}"
 
 
 class ResolveForm(DeskForm):

@@ -15,6 +15,7 @@ from portal.calls.forms import (
     ForwardForm,
     HoldForm,
     LogCallForm,
+    MailForm,
     PriorityForm,
     ReopenForm,
     ResolveForm,
@@ -39,6 +40,7 @@ from switchboard.calls.services import (
 )
 from switchboard.db import db
 from switchboard.history.services import timeline
+from switchboard.outbox.manual import send_manual_mail
 from switchboard.people.services import find_or_create_customer
 from switchboard.permissions import allowed
 
@@ -74,7 +76,8 @@ ACTIONS = {
     "forward": CallAction(
         "Forward", ForwardForm, "forward_call", _not_closed,
         lambda call, me, f: forward_call(
-            call, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data
+            call, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data,
+            notify=f.notify_choice,
         ),
         "Forwarded.",
     ),
@@ -107,6 +110,15 @@ ACTIONS = {
         "Reopen", ReopenForm, "reopen_call", lambda c: c.status in (CallStatus.RESOLVED, CallStatus.CLOSED),
         lambda call, me, f: reopen_call(call, me, f.reason.data),
         "Reopened.",
+    ),
+    "mail": CallAction(
+        "Send mail", MailForm, "change_call", lambda c: True,
+        lambda call, me, f: send_manual_mail(
+            call, me, f.to.data, f.subject.data, f.text.data,
+            attachment_ids=f.attachments.data if "attachments" in f._fields else (),
+            template_key="manual_message" if f.use_template.data else None,
+        ),
+        "Mail queued: it is on the timeline and goes out with the next send.",
     ),
 }
 
@@ -177,7 +189,7 @@ def act(call_id, action):
     me = current_person()
     call = get_call(call_id, me)
     spec = ACTIONS[action]
-    form = spec.form(prefix=action)
+    form = _for_call(spec.form(prefix=action), call, fresh=False)
     if attempt(form, lambda: spec.run(call, me, form)) is not None:
         if is_htmx():
             return _render_call(call, notice=spec.done)
@@ -189,7 +201,7 @@ def act(call_id, action):
 def _forms(call, posted):
     forms = {}
     for name, spec in ACTIONS.items():
-        forms[name] = spec.form(prefix=name, formdata=None)
+        forms[name] = _for_call(spec.form(prefix=name, formdata=None), call, fresh=True)
     # Forwarding names the new owner in full, so start from the current one.
     forms["forward"].analyst.data = str(call.assigned_analyst_id or "")
     forms["forward"].group.data = str(call.assigned_group_id or "")
@@ -197,6 +209,15 @@ def _forms(call, posted):
     if posted:
         forms[posted[0]] = posted[1]
     return forms
+
+
+def _for_call(form, call, *, fresh: bool):
+    """Forms whose choices depend on the call (its files) set them up here;
+    `fresh` forms also get their starting values."""
+    prepare = getattr(form, "for_call", None)
+    if prepare is not None:
+        prepare(call, fresh=fresh)
+    return form
 
 
 def _render_call(call, *, posted=None, notice=None, status=200):

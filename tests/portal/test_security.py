@@ -12,7 +12,9 @@ def _pages(login, people):
     db.session.commit()
     portal = login("admin")
     return portal, ["/", "/calls/", f"/calls/{call.id}", "/calls/new", "/requests/", "/requests/new",
-                    "/admin/people", "/admin/groups", "/admin/priorities", "/calls/999"]
+                    "/admin/people", "/admin/groups", "/admin/priorities", "/calls/999", "/me/settings",
+                    "/admin/mail/accounts", "/admin/mail/accounts/new", "/admin/mail/inbound", "/admin/mail/servers/new",
+                    "/admin/mail/templates", "/admin/mail/templates/1", "/admin/mail/notifications", "/admin/mail/outbox"]
 
 
 def test_security_headers_on_every_response(client, login, people):
