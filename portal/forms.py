@@ -3,7 +3,9 @@ priorities, uploaded files, and running a service so that its complaint
 (`InvalidInput`) lands beside the right field with nothing changed."""
 
 from flask_wtf import FlaskForm
+from wtforms import SelectMultipleField
 from wtforms.fields.choices import SelectChoice
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from switchboard.calls.admin import priorities
 from switchboard.db import db
@@ -52,6 +54,14 @@ class DeskForm(FlaskForm):
     @property
     def has_errors(self) -> bool:
         return bool(self.errors or self.general_errors)
+
+
+class CheckboxesField(SelectMultipleField):
+    """Several choices as a list of checkboxes (works without JS, on a phone
+    too); _forms.html renders it as a fieldset whose legend is the label."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
 
 
 def _walk(form):

@@ -20,6 +20,7 @@ def settings():
     me = current_person()
     form = MailPreferenceForm(data={"essential_only": is_opted_out(me)})
     if attempt(form, lambda: set_mail_opt_out(me, form.essential_only.data, me)) is not None:
-        flash("Saved: you get only essential mail." if form.essential_only.data else "Saved: you get all the desk’s mail.")
+        flash("Saved: you get only essential mail." if form.essential_only.data
+              else "Saved: you get all the desk’s mail.")
         return redirect(url_for("me.settings"), code=303)
     return render_template("me/settings.html", form=form), (422 if form.is_submitted() else 200)

@@ -2,15 +2,14 @@
 page with distinct field ids (labels stay tied to their inputs)."""
 
 from flask_wtf.file import MultipleFileField
-from wtforms import BooleanField, EmailField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
-from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.forms import DeskForm, analyst_choices, group_choices, priority_choices
+from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.calls.models import DEFAULT_PRIORITY_ID
-from switchboard.history.models import Attachment, HistoryEntry
 from switchboard.db import db
+from switchboard.history.models import Attachment, HistoryEntry
 from switchboard.outbox.settings import get_switch
 
 TEXT_MAX = 20_000
@@ -67,11 +66,6 @@ class ForwardForm(DeskForm):
     def notify_choice(self) -> bool | None:
         """True/False when the analyst chose, None when the settings decide."""
         return self.notify.data if "notify" in self._fields else None
-
-
-class CheckboxesField(SelectMultipleField):
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class MailForm(DeskForm):

@@ -9,15 +9,13 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
-    SelectMultipleField,
     StringField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, Optional
-from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.forms import DeskForm, analyst_choices, group_choices, priority_choices
+from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.inbound.models import AfterProcessing, Protocol, Security, UnknownSenders
 from switchboard.outbox.catalogue import Recipient
 from switchboard.outbox.settings import SWITCH_LABELS, SWITCHES
@@ -61,13 +59,6 @@ RECIPIENT_LABELS = {
 }
 
 
-class CheckboxesField(SelectMultipleField):
-    """Several choices as a list of checkboxes (works without JS, on a phone too)."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
-
-
 def _port():
     return IntegerField("Port", validators=[Optional()], description="Blank: the usual port for the security chosen.")
 
@@ -86,8 +77,10 @@ class AccountForm(DeskForm):
     host = StringField("Host", validators=[Length(max=255)])
     port = _port()
     security = SelectField("Security", choices=SECURITY, default=Security.TLS.value)
-    username = StringField("User name", validators=[Length(max=255)])
-    password = PasswordField("Password", validators=[Length(max=1000)], render_kw={"autocomplete": "new-password"})
+    # The mailbox's login, not the admin's own: browsers should not fill it in.
+    username = StringField("User name", validators=[Length(max=255)], render_kw={"autocomplete": "off"})
+    password = PasswordField("Password", validators=[Length(max=1000)],
+                             render_kw={"autocomplete": "new-password"})
     trusted_ca_pem = TextAreaField(
         "Trusted CA (PEM)", validators=[Length(max=PEM_MAX)],
         description="Only for a server with its own certificate authority; blank trusts the system's.")
@@ -124,8 +117,10 @@ class ServerForm(DeskForm):
     host = StringField("Host", validators=[Length(max=255)])
     port = _port()
     security = SelectField("Security", choices=SMTP_SECURITY, default="starttls")
-    username = StringField("User name", validators=[Length(max=255)], description="Blank: no login.")
-    password = PasswordField("Password", validators=[Length(max=1000)], render_kw={"autocomplete": "new-password"})
+    username = StringField("User name", validators=[Length(max=255)], description="Blank: no login.",
+                           render_kw={"autocomplete": "off"})
+    password = PasswordField("Password", validators=[Length(max=1000)],
+                             render_kw={"autocomplete": "new-password"})
     trusted_ca_pem = TextAreaField("Trusted CA (PEM)", validators=[Length(max=PEM_MAX)],
                                    description="Only for a server with its own certificate authority.")
     from_address = EmailField("From address", validators=[Length(max=320)],

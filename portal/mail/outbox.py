@@ -75,7 +75,8 @@ def outbox_change(outbox_id, change):
     row = _row(outbox_id)
     action = settings.requeue if change == "requeue" else settings.cancel
     if attempt(ConfirmForm(), lambda: action(row.id, current_person())) is not None:
-        flash("Queued again: it goes out with the next send." if change == "requeue" else "Cancelled: it will not be sent.")
+        flash("Queued again: it goes out with the next send." if change == "requeue"
+              else "Cancelled: it will not be sent.")
     return redirect(url_for("admin.mail.outbox_message", outbox_id=row.id), code=303)
 
 

@@ -90,12 +90,18 @@ def template_preview(number):
     return _editor(info, account, form, _current(info, account.id if account else None)[1])
 
 
-@bp.post("/templates/<int:number>/preview.html")
+@bp.route("/templates/<int:number>/preview.html", methods=["GET", "POST"])
 def template_preview_html(number):
-    """The HTML template rendered on sample data, for the preview frame only."""
+    """The HTML template rendered on sample data, for the preview frame only:
+    the templates in force (GET, when the editor opens) or the form's (POST,
+    the "Show the HTML" button)."""
     info = _info(number)
-    form = TemplateForm()
-    form.validate()
+    if request.method == "POST":
+        form = TemplateForm()
+        form.validate()
+    else:
+        account = _chosen_account()
+        form = TemplateForm(formdata=None, data=_current(info, account.id if account else None)[0])
     preview = _preview(info, form)
     if preview.problem:
         body = render_template("mail/_template_problem.html", problem=preview.problem)

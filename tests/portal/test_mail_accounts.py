@@ -4,8 +4,6 @@ stored encrypted), and Test connection logs in to a real Dovecot."""
 
 import re
 
-import pytest
-
 from switchboard import secrets
 from switchboard.db import db
 from switchboard.inbound.accounts import find_account

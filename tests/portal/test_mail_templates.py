@@ -48,6 +48,13 @@ def test_the_html_preview_is_sandboxed(login, people):
     csp = response.headers["Content-Security-Policy"]
     assert "sandbox" in csp and "default-src 'none'" in csp and response.headers["X-Frame-Options"] == "SAMEORIGIN"
     assert "Approve purchase of a laptop" in response.get_data(as_text=True)
+    # When the editor opens, the frame shows the templates in force.
+    page = portal.get("/admin/mail/templates/8").get_data(as_text=True)
+    assert '<iframe name="html-preview" class="html-preview" sandbox=""' in page
+    assert 'src="/admin/mail/templates/8/preview.html"' in page
+    response = portal.get("/admin/mail/templates/8/preview.html")
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert "Approve purchase of a laptop" in response.get_data(as_text=True)
     response = portal.post("/admin/mail/templates/8/preview.html", {"subject": "x", "text": "{{ __import__ }}"})
     assert "not allowed" in response.get_data(as_text=True) and "sandbox" in response.headers["Content-Security-Policy"]
 
