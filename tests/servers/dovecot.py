@@ -11,6 +11,7 @@ import itertools
 import math
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -53,8 +54,13 @@ userdb {{
 default_login_user = dovenull
 default_internal_user = dovecot
 first_valid_uid = 1
+# Login processes: one long-lived process per protocol, started with Dovecot ("high-performance
+# mode"). Spawned per connection instead, one still reading its config when Dovecot is told to
+# stop blocks the shutdown for good.
 service imap-login {{
   chroot =
+  service_count = 0
+  process_min_avail = 1
   inet_listener imap {{
     port = {imap}
   }}
@@ -65,6 +71,8 @@ service imap-login {{
 }}
 service pop3-login {{
   chroot =
+  service_count = 0
+  process_min_avail = 1
   inet_listener pop3 {{
     port = {pop3}
   }}
@@ -84,6 +92,8 @@ service anvil {{
   }}
 }}
 pop3_uidl_format = %08Xu%08Xv
+# No statistics: a process stopped while still greeting the stats service hangs 5 s on it.
+stats_writer_socket_path =
 mail_fsync = never
 """
 
@@ -138,12 +148,17 @@ class Dovecot:
             return
         for attempt in range(3):
             self._write_config()
+            # Dovecot's own shutdown takes ~1.1 s; a login process caught mid-startup can hang
+            # it, so whatever is left after 2 s is killed (nothing of a test's mail is at stake).
             self._process = Supervised([self.binary, "-F", "-c", str(self.config_path)],
-                                       output_path=self.root / "dovecot.out", cwd=self.root)
+                                       output_path=self.root / "dovecot.out", grace=2.0,
+                                       cwd=self.root)
             self._process.start()
             try:
-                self._process.wait_until_listening(list(vars(self.ports).values()), timeout,
-                                                   log=self.log_path)
+                # The greeting comes only once the login process is talking to auth.
+                self._process.wait_until_listening(
+                    list(vars(self.ports).values()), timeout, log=self.log_path,
+                    greetings={self.ports.imap: b"* OK", self.ports.pop3: b"+OK"})
                 return
             except ServerFailed:
                 self._process.stop()
@@ -248,7 +263,10 @@ class Dovecot:
         path = self._maildir(email, folder)
         files = [f for sub in ("cur", "new") if (path / sub).is_dir() for f in (path / sub).iterdir()]
         uids = self._uids(path)
-        files.sort(key=lambda f: (uids.get(f.name.split(":")[0], float("inf")), f.name))
+        # Mail Dovecot has not numbered yet goes last, in delivery order: names start with
+        # "<seconds>.M<microseconds>P<pid>Q<counter>", compared as numbers, not as text.
+        files.sort(key=lambda f: (uids.get(f.name.split(":")[0], float("inf")),
+                                  [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f.name)]))
         return [f.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") for f in files]
 
     @staticmethod

@@ -249,10 +249,14 @@ class Postfix:
         Returns once each message that was deferred has had its new attempt logged (sent,
         deferred again or bounced): postqueue itself returns before the queue manager acts.
         """
+        deadline = time.monotonic() + timeout
+        # A message whose attempt just failed is still in "active" until the queue manager moves
+        # it to "deferred"; a flush before that would miss it. Let current attempts finish first.
+        while self.queue_ids(("maildrop", "incoming", "active")) and time.monotonic() < deadline:
+            time.sleep(0.01)
         deferred = self.queue_ids(("deferred",))
         attempts_before = {qid: self._attempts(qid) for qid in deferred}
         self._run(["postqueue", "-c", str(self.config_dir), "-f"])
-        deadline = time.monotonic() + timeout
         while any(self._attempts(qid) == n for qid, n in attempts_before.items()):
             if time.monotonic() > deadline:
                 raise AssertionError(f"no new delivery attempt within {timeout}s after flush\n"

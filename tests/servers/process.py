@@ -54,12 +54,22 @@ def accepts(port: int, host: str = HOST) -> bool:
         return False
 
 
+def greets(port: int, prefix: bytes, host: str = HOST) -> bool:
+    """True when a server on `port` accepts a connection and its first line starts with `prefix`."""
+    try:
+        with socket.create_connection((host, port), timeout=2) as conn:
+            return conn.makefile("rb").readline().startswith(prefix)
+    except OSError:
+        return False
+
+
 class Supervised:
     """One server process tree, run by supervise.py; output goes to `output_path`."""
 
     def __init__(self, command: list[str], *, output_path: Path, pidfile: Path | None = None,
-                 cwd: Path | None = None):
+                 grace: float = 5.0, cwd: Path | None = None):
         self.command = command
+        self.grace = grace  # seconds between SIGTERM and SIGKILL for whatever is left
         self.pidfile = pidfile  # where the daemon to SIGTERM writes its pid, if not `command` itself
         self.output_path = output_path
         self.cwd = cwd
@@ -69,6 +79,7 @@ class Supervised:
         argv = [sys.executable, str(_SUPERVISOR), str(os.getpid())]
         if self.pidfile:
             argv += ["--pidfile", str(self.pidfile)]
+        argv += ["--grace", str(self.grace)]
         argv += ["--", *self.command]
         with open(self.output_path, "ab") as output:
             # Own session: a Ctrl-C in the terminal reaches pytest, whose teardown stops us.
@@ -80,14 +91,18 @@ class Supervised:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def wait_until_listening(self, ports: list[int], timeout: float, log: Path | None = None) -> None:
-        """Return once every port accepts connections; raise ServerFailed if the server died."""
+    def wait_until_listening(self, ports: list[int], timeout: float, log: Path | None = None,
+                             greetings: dict[int, bytes] | None = None) -> None:
+        """Return once every port accepts connections (and, for those in `greetings`, sends a
+        greeting starting with the given bytes); raise ServerFailed if the server died."""
         deadline = time.monotonic() + timeout
         waiting = list(ports)
+        greetings = greetings or {}
         while waiting:
             if not self.running:
                 raise ServerFailed(f"{self.command[0]} exited while starting\n{self.diagnostics(log)}")
-            if accepts(waiting[0]):
+            port = waiting[0]
+            if greets(port, greetings[port]) if port in greetings else accepts(port):
                 waiting.pop(0)
                 continue
             if time.monotonic() > deadline:

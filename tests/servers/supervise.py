@@ -1,10 +1,10 @@
 """Runs one server command so that none of its processes outlive the test run or linger as zombies.
 
-Started by `process.py` as `python supervise.py PARENT_PID [--pidfile PATH] -- CMD...`. It makes
+Started by `process.py` as `python supervise.py PARENT_PID [--pidfile PATH] [--grace SECONDS] -- CMD...`. It makes
 itself a child subreaper (orphaned server workers are re-parented here and reaped, even where
 PID 1 reaps nobody), asks the kernel for SIGTERM when the test process dies, and on SIGTERM stops
 the server: SIGTERM to the process named in --pidfile (the real daemon, when CMD is a wrapper
-script), else to CMD; then SIGKILL for every descendant left after a few seconds. It exits once
+script), else to CMD; then SIGKILL for every descendant left after --grace seconds (default 5). It exits once
 no descendant is left. Standard library only.
 """
 
@@ -70,7 +70,9 @@ def _reap(exits: dict[int, int]) -> bool:
 def main(argv: list[str]) -> int:
     parent = int(argv[0])
     split = argv.index("--")
-    pidfile = argv[2] if argv[1:2] == ["--pidfile"] else None
+    options = dict(zip(argv[1:split:2], argv[2:split:2]))
+    pidfile = options.get("--pidfile")
+    grace = float(options.get("--grace", GRACE_SECONDS))
     command = argv[split + 1:]
 
     libc = ctypes.CDLL(None, use_errno=True)
@@ -88,7 +90,7 @@ def main(argv: list[str]) -> int:
     while True:
         status = exits.get(server)
         if _stop_requested and kill_at is None:
-            kill_at = time.monotonic() + GRACE_SECONDS
+            kill_at = time.monotonic() + grace
             target = _pid_from(pidfile) if pidfile else None
             if target is None and status is None:
                 target = server
