@@ -82,15 +82,16 @@ def send(limit, loop_seconds, batch, lease_seconds):
 
 
 def _send_once(limit, batch, lease_seconds):
-    from switchboard.outbox.sender import SendReport, send_due
+    from switchboard.outbox.sender import Connections, SendReport, send_due
 
     total = SendReport()
-    while limit is None or total.claimed < limit:
-        size = batch if limit is None else min(batch, limit - total.claimed)
-        report = send_due(limit=size, lease_seconds=lease_seconds)
-        total.add(report)
-        if report.claimed < size or report.unreachable:
-            break
+    with Connections() as connections:
+        while limit is None or total.claimed < limit:
+            size = batch if limit is None else min(batch, limit - total.claimed)
+            report = send_due(limit=size, lease_seconds=lease_seconds, connections=connections)
+            total.add(report)
+            if report.claimed < size or report.unreachable:
+                break
     return total
 
 

@@ -62,6 +62,8 @@ class OutboxMessage(db.Model):
     recipient_results: Mapped[dict | None] = mapped_column(sa.JSON)  # address -> {code, message, outcome}
     server_name: Mapped[str | None] = mapped_column(sa.String(80))
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # Set when an admin queues it again: the sender's age limit counts from here then.
+    requeued_at = mapped_column(UTCDateTime)
     sent_at = mapped_column(UTCDateTime)
     bounced_at = mapped_column(UTCDateTime)
     bounce_inbound_id: Mapped[int | None] = mapped_column(sa.ForeignKey("inbound_message.id", ondelete="SET NULL"))

@@ -88,9 +88,37 @@ class SendReport:
         self.problems += [p for p in other.problems if p not in self.problems]
 
 
-def send_due(limit: int = 100, lease_seconds: int = 300) -> SendReport:
+class Connections:
+    """SMTP connections kept open from one `send_due` call to the next (send_all_due, the
+    CLI's loop); opened again when the configured servers change. Close when done."""
+
+    def __init__(self):
+        self._servers: list[SmtpServerSettings] | None = None
+        self._transport: Transport | None = None
+
+    def transport(self, servers: list[SmtpServerSettings]) -> Transport:
+        if self._transport is None or servers != self._servers:
+            self.close()
+            self._transport, self._servers = Transport(servers), list(servers)
+        return self._transport
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = self._servers = None
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def send_due(limit: int = 100, lease_seconds: int = 300, *,
+             connections: Connections | None = None) -> SendReport:
     """Claim up to `limit` due rows (queued or deferred whose time has come, or "sending"
-    past its lease), send them, and mark them. Commits."""
+    past its lease), send them, and mark them. Commits. `connections` keeps the SMTP
+    connections open for the next call (otherwise they close at the end)."""
     if limit < 1 or lease_seconds < 1:
         raise ValueError("limit and lease_seconds must be positive")
     session = db.session
@@ -122,23 +150,29 @@ def send_due(limit: int = 100, lease_seconds: int = 300) -> SendReport:
     pending_marks = _Marks(report)
     pending_marks.extend(marks)  # template and compose failures
     last_flush = time.monotonic()
-    with Transport(servers.settings) as transport:
+    own_transport = connections is None
+    connections = connections or Connections()
+    try:
+        transport = connections.transport(servers.settings)
         for index, job in enumerate(jobs):
-            if report.unreachable or time.monotonic() - started > lease_seconds * LEASE_SAFETY:
-                pending_marks.extend(_release(j, config) for j in jobs[index:])
+            if time.monotonic() - started > lease_seconds * LEASE_SAFETY:
+                pending_marks.extend(_release(j, relay_down=False) for j in jobs[index:])
                 break
             result = transport.send(None, job.envelope, job.data)
             if result.server is None and result.server_failed:
                 # No server at all: this mail and the rest wait for the relay.
                 report.unreachable = True
                 report.problems.append(result.message)
-                pending_marks.extend(_release(j, config) for j in jobs[index:])
+                pending_marks.extend(_release(j, relay_down=True) for j in jobs[index:])
                 break
             pending_marks.append(_outcome(job, result, config))
             if (len(pending_marks) >= MARK_EVERY_ROWS
                     or time.monotonic() - last_flush > MARK_EVERY_SECONDS):
                 pending_marks.flush()
                 last_flush = time.monotonic()
+    finally:
+        if own_transport:
+            connections.close()
     pending_marks.flush()
     return report
 
@@ -148,12 +182,13 @@ def send_all_due(*, limit: int = 100, lease_seconds: int = 300,
     """`send_due` until nothing is due (or no server can be reached)."""
     total = SendReport()
     batches = 0
-    while max_batches is None or batches < max_batches:
-        report = send_due(limit=limit, lease_seconds=lease_seconds)
-        total.add(report)
-        batches += 1
-        if report.claimed < limit or report.unreachable:
-            break
+    with Connections() as connections:
+        while max_batches is None or batches < max_batches:
+            report = send_due(limit=limit, lease_seconds=lease_seconds, connections=connections)
+            total.add(report)
+            batches += 1
+            if report.claimed < limit or report.unreachable:
+                break
     return total
 
 
@@ -228,7 +263,7 @@ class _Job:
     id: int
     lease_until: datetime
     attempts: int
-    created_at: datetime
+    created_at: datetime  # or when an admin requeued it: the age limit counts from here
     envelope: list[str]
     data: bytes
     results: dict  # address -> {outcome, code, message}, from earlier attempts too
@@ -256,7 +291,7 @@ def _prepare(ids: list[int], config: _Config, lease_until: datetime) -> tuple[li
     jobs, marks = [], []
     for row in rows:
         base = dict(id=row.id, lease_until=lease_until, attempts=row.attempts,
-                    created_at=row.created_at, results=dict(row.recipient_results or {}),
+                    created_at=row.requeued_at or row.created_at, results=dict(row.recipient_results or {}),
                     sent_at=row.sent_at)
         try:
             jobs.append(_compose(row, config, overrides, accounts.get(row.id), blobs, base))
@@ -452,13 +487,18 @@ def _outcome(job: _Job, result: SendResult, config: _Config) -> _Mark:
                  entries, "failed")
 
 
-def _release(job: _Job, config: _Config) -> _Mark:
-    """Hand an unsent row back without using up an attempt."""
+def _release(job: _Job, *, relay_down: bool) -> _Mark:
+    """Hand an unsent row back without using up an attempt: for a minute when no server
+    could be reached, at once when the batch ran short of lease."""
     base = {"id": job.id, "lease_until": job.lease_until, "attempts": max(0, job.attempts - 1),
             "results": job.results, "sent_at": job.sent_at}
-    return _Mark(_values(base, OutboxStatus.DEFERRED,
-                         next_attempt_at=utcnow() + timedelta(seconds=RELAY_DOWN_RETRY_SECONDS),
-                         last_message="waiting for an outgoing server"), [], "deferred")
+    if relay_down:
+        return _Mark(_values(base, OutboxStatus.DEFERRED,
+                             next_attempt_at=utcnow() + timedelta(seconds=RELAY_DOWN_RETRY_SECONDS),
+                             last_message="waiting for an outgoing server"), [], "deferred")
+    return _Mark(_values(base, OutboxStatus.QUEUED, next_attempt_at=utcnow(),
+                         last_message="handed back untried: the batch ran short of its lease"),
+                 [], "deferred")
 
 
 def _describe(result: SendResult, refused: list[str], waiting: list[str]) -> str:

@@ -364,7 +364,7 @@ def requeue(row_id: int, actor) -> OutboxMessage:
                  if r.get("outcome") == "sent"} or None
     return _transition(row, REQUEUABLE, "only failed, deferred or cancelled mail can be queued again",
                        status=OutboxStatus.QUEUED, attempts=0, next_attempt_at=utcnow(),
-                       lease_until=None, recipient_results=delivered,
+                       requeued_at=utcnow(), lease_until=None, recipient_results=delivered,
                        last_message=f"Queued again by {actor.display_name}.")
 
 

@@ -320,6 +320,32 @@ def test_a_slow_batch_stops_before_its_lease_runs_out(desk_server, app, monkeypa
         _plain_mail()
     monkeypatch.setattr(sender, "LEASE_SAFETY", 0.0)  # the lease is "nearly gone" at once
     report = send_due()
-    assert report.claimed == 3 and report.sent == 0 and report.deferred == 3
-    assert all(r.attempts == 0 for r in rows())  # handed back, not counted as tries
+    assert report.claimed == 3 and report.sent == 0
+    # Handed back for the next batch at once, not counted as tries.
+    assert [(r.status, r.attempts) for r in rows()] == [(OutboxStatus.QUEUED, 0)] * 3
     assert desk_server.messages == []
+    monkeypatch.undo()
+    assert send().sent == 3
+
+
+def test_mail_too_old_fails_and_an_admins_requeue_starts_the_clock_again(desk_server, people, app):
+    from switchboard.outbox.settings import requeue
+
+    mail = _plain_mail()
+    db.session.execute(sa.update(OutboxMessage).values(created_at=utcnow() - timedelta(hours=49)))
+    db.session.commit()
+    desk_server.faults.data_reply = "451 4.3.0 Try again later"
+    send()
+    assert row(mail.id).status is FAILED and row(mail.id).last_message.startswith("gave up (too old)")
+    requeue(mail.id, people["admin"])
+    db.session.commit()
+    send()
+    assert row(mail.id).status is DEFERRED  # young again: it gets its tries
+
+
+def test_connections_are_reused_across_batches(desk_server, app):
+    for i in range(25):
+        _plain_mail(to=[f"customer{i}@example.org"])
+    report = send(limit=10)
+    assert report.sent == 25
+    assert desk_server.connections == 1
