@@ -132,7 +132,9 @@ def template_reset(number):
 def _editor(info, account, form, source, *, status=200):
     live = {
         "hx-post": url_for("admin.mail.template_preview", number=info.number),
-        "hx-trigger": "keyup changed delay:400ms, change",
+        # `input` rather than `keyup`: it also fires for pasting, autocorrect and
+        # phone keyboards, which often send no usable key events.
+        "hx-trigger": "input changed delay:400ms",
         "hx-target": "#preview",
         "hx-include": "closest form",
         "hx-sync": "closest form:replace",

@@ -160,3 +160,38 @@ def test_a_call_from_log_to_close_on_a_phone(sync_api, live_portal):
             assert problems == []
         finally:
             browser.close()
+
+
+def test_the_template_editor_previews_as_you_type_on_a_phone(sync_api, live_portal):
+    expect = sync_api.expect
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
+            problems = []
+            page.on("console", lambda msg: msg.type == "error" and problems.append(msg.text))
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(live_portal + "/admin/mail/templates/8")
+            page.get_by_label("Email").fill("admin@desk.test")
+            page.get_by_label("Password").fill("admin-password-1")
+            page.get_by_role("button", name="Log in").click()
+            preview = page.locator("#preview")
+            expect(preview).to_contain_text("Approval needed: TASK-7")
+            # The HTML part, with its inline styles, in its sandboxed frame.
+            expect(page.frame_locator("iframe.html-preview").get_by_text("Approve", exact=True)).to_be_visible()
+            page.evaluate("window.stillTheSamePage = true")
+
+            page.get_by_label("Subject").fill("Please decide on {{ task.ref }} for {{ request.requester.display_name }}")
+            expect(preview.locator(".preview-subject")).to_have_text("Please decide on TASK-7 for Rita Requester")
+            page.get_by_label("Subject").fill("{{ ''.__class__ }}")
+            expect(preview).to_contain_text("subject: line 1: '__class__' is not allowed in a template")
+            page.get_by_label("Subject").fill("Decide {{ task.ref }}")
+            expect(preview.locator(".preview-subject")).to_have_text("Decide TASK-7")
+            assert page.evaluate("window.stillTheSamePage") is True
+
+            page.get_by_role("button", name="Save").click()
+            expect(page.locator("#messages")).to_contain_text("Template “Approval requested” saved.")
+            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+            assert problems == []
+        finally:
+            browser.close()

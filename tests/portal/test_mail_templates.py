@@ -19,7 +19,7 @@ def test_the_live_preview_renders_sample_data_or_says_what_is_wrong(login, peopl
     # The shipped templates, rendered, and the documented variables with samples.
     assert "CALL-42 logged: Printer on floor 3 jams on every page" in page
     assert "{{ call.ref }}" in page and "the call&#39;s reference, e.g. CALL-42" in page
-    assert 'hx-trigger="keyup changed delay:400ms, change"' in page and 'hx-post="/admin/mail/templates/1/preview"' in page
+    assert 'hx-trigger="input changed delay:400ms"' in page and 'hx-post="/admin/mail/templates/1/preview"' in page
 
     response = portal.post(f"{EDITOR}/preview", {"subject": "{{ call.ref }} for {{ recipient.display_name }}",
                                                  "text": "Dear {{ call.customer.display_name }},\nline two"}, htmx=True)
