@@ -13,6 +13,9 @@ import sqlalchemy as sa
 
 from switchboard.db import db
 
+# Real Dovecot, Postfix and a throwaway CA, started over loopback (tests/servers).
+pytest_plugins = ["tests.servers.fixtures"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if b.strip()]

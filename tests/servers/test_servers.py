@@ -19,7 +19,7 @@ from .process import accepts, free_port
 from .require import require_binary
 
 # Loaded here too so these tests run before (and whether or not) the root conftest lists it.
-pytest_plugins = ["tests.servers.fixtures"]
+# The real-server fixtures come from tests/conftest.py (pytest_plugins).
 
 
 def raw_message(subject: str, body: str = "Hello from the tests.\n") -> bytes:
