@@ -11,6 +11,7 @@ from switchboard.calls.admin import priorities
 from switchboard.db import db
 from switchboard.errors import InvalidInput
 from switchboard.history.services import NewAttachment
+from switchboard.outbox.settings import get_switch
 from switchboard.people.models import Group, Person
 from switchboard.people.services import analysts, groups
 
@@ -62,6 +63,18 @@ class CheckboxesField(SelectMultipleField):
 
     widget = ListWidget(prefix_label=False)
     option_widget = CheckboxInput()
+
+
+def offer_mail_choice(form) -> None:
+    """A forward form keeps its "Email the new owner" box only while the
+    admin's switch lets analysts choose; otherwise the settings decide."""
+    if not get_switch("forward_email_optional"):
+        del form.notify
+
+
+def mail_choice(form) -> bool | None:
+    """True/False when the analyst chose, None when the settings decide."""
+    return form.notify.data if "notify" in form._fields else None
 
 
 def _walk(form):

@@ -6,11 +6,10 @@ from wtforms import BooleanField, EmailField, SelectField, StringField, TextArea
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
-from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
+from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, offer_mail_choice, priority_choices
 from switchboard.calls.models import DEFAULT_PRIORITY_ID
 from switchboard.db import db
 from switchboard.history.models import Attachment, HistoryEntry
-from switchboard.outbox.settings import get_switch
 
 TEXT_MAX = 20_000
 
@@ -58,14 +57,7 @@ class ForwardForm(DeskForm):
         super().__init__(*args, **kwargs)
         self.analyst.choices = analyst_choices()
         self.group.choices = group_choices()
-        if not get_switch("forward_email_optional"):
-            # The admin's notification settings decide; nothing to choose here.
-            del self.notify
-
-    @property
-    def notify_choice(self) -> bool | None:
-        """True/False when the analyst chose, None when the settings decide."""
-        return self.notify.data if "notify" in self._fields else None
+        offer_mail_choice(self)
 
 
 class MailForm(DeskForm):

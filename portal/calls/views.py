@@ -22,7 +22,7 @@ from portal.calls.forms import (
     ResumeForm,
     UpdateForm,
 )
-from portal.forms import attempt, chosen_group, chosen_person, uploads
+from portal.forms import attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
 from switchboard.calls.models import Call, CallStatus
 from switchboard.calls.queries import SCOPES, STATUS_FILTERS, find_calls
@@ -77,7 +77,7 @@ ACTIONS = {
         "Forward", ForwardForm, "forward_call", _not_closed,
         lambda call, me, f: forward_call(
             call, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data,
-            notify=f.notify_choice,
+            notify=mail_choice(f),
         ),
         "Forwarded.",
     ),

@@ -3,11 +3,11 @@ a row's own mistakes (an approval without an approver, a bad address) are
 caught by the row, so the message sits beside that row's field."""
 
 from flask_wtf.file import MultipleFileField
-from wtforms import EmailField, FieldList, Form, FormField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, EmailField, FieldList, Form, FormField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from portal.forms import DeskForm, analyst_choices, group_choices
+from portal.forms import DeskForm, analyst_choices, group_choices, offer_mail_choice
 from switchboard.errors import InvalidInput
 from switchboard.people.services import normalize_email
 from switchboard.requests.models import TaskKind
@@ -87,11 +87,13 @@ class ForwardTaskForm(DeskForm):
     analyst = SelectField("Analyst", default="")
     group = SelectField("Group", default="")
     note = StringField("Note", validators=[Length(max=TEXT_MAX)])
+    notify = BooleanField("Email the new owner", default=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.analyst.choices = analyst_choices()
         self.group.choices = group_choices()
+        offer_mail_choice(self)
 
 
 class ApproveForm(DeskForm):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from portal.auth import current_person
-from portal.forms import attempt, chosen_group, chosen_person, uploads
+from portal.forms import attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
 from portal.requests.forms import (
     ApproveForm,
@@ -73,7 +73,8 @@ TASK_ACTIONS = {
     "forward": TaskAction(
         "Forward", ForwardTaskForm, "forward_task", lambda t: not t.status.finished,
         lambda task, me, f: forward_task(
-            task, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data or ""
+            task, me, analyst=chosen_person(f.analyst.data), group=chosen_group(f.group.data), note=f.note.data or "",
+            notify=mail_choice(f),
         ),
         "Task forwarded.",
     ),

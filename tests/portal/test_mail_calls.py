@@ -11,6 +11,8 @@ from switchboard.history.services import NewAttachment
 from switchboard.outbox import settings
 from switchboard.outbox.catalogue import MessageType
 from switchboard.outbox.models import OutboxMessage
+from switchboard.requests.models import TaskKind
+from switchboard.requests.services import TaskSpec, create_request
 from tests.portal.conftest import field_error, is_fragment
 
 
@@ -115,6 +117,25 @@ def test_the_forward_form_offers_the_mail_only_when_the_admin_allows_it(login, p
     assert response.status_code == 303
     assert [m.to for m in _mails(message_type=int(MessageType.CALL_FORWARDED))] == [["bob@desk.test"],
                                                                                     ["anna@desk.test"]]
+
+
+def test_the_task_forward_form_offers_the_mail_the_same_way(login, people):
+    request = create_request(people["anna"], "Desk move", tasks=[
+        TaskSpec(TaskKind.ACTION, "Move the phone", group=people["service_desk"])])
+    db.session.commit()
+    task = request.tasks[0]
+    before = len(_mails(message_type=int(MessageType.TASK_FORWARDED)))
+    portal = login("anna")
+    assert f"task{task.id}-forward-notify" not in portal.get(f"/requests/{request.id}").get_data(as_text=True)
+    settings.set_switch("forward_email_optional", True, people["admin"])
+    db.session.commit()
+    assert f'id="task{task.id}-forward-notify"' in portal.get(f"/requests/{request.id}").get_data(as_text=True)
+    response = portal.post(f"/requests/tasks/{task.id}/forward", {f"task{task.id}-forward-analyst": str(people["bob"].id)})
+    assert response.status_code == 303
+    assert len(_mails(message_type=int(MessageType.TASK_FORWARDED))) == before
+    portal.post(f"/requests/tasks/{task.id}/forward", {f"task{task.id}-forward-analyst": str(people["bob"].id),
+                                                       f"task{task.id}-forward-notify": "y"})
+    assert [m.to for m in _mails(message_type=int(MessageType.TASK_FORWARDED))][before:] == [["bob@desk.test"]]
 
 
 def test_people_opt_out_of_non_essential_mail(login, people, client):
