@@ -116,6 +116,8 @@ def add_server(name, host, port, security, username, password_stdin, from_addres
     from switchboard.outbox.servers import add_server as add
 
     password = None
+    if username and not password_stdin:
+        raise click.ClickException("--username needs the password on stdin: add --password-stdin.")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:

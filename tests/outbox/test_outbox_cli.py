@@ -47,6 +47,7 @@ def test_servers_add_refuses_a_password_on_the_command_line_and_bad_settings(app
     clear_text = run(app, *common, "--security", "none", "--username", "u", "--password-stdin", input="pw\n")
     assert clear_text.exit_code == 1 and "AUTH needs TLS or STARTTLS" in clear_text.output
     assert run(app, *common, "--username", "u", "--password-stdin", input="\n").exit_code == 1
+    assert "--password-stdin" in run(app, *common, "--username", "u").output
     assert "Not a valid From address" in run(app, *common[:-1], "nobody").output
     assert db.session.scalar(sa.select(sa.func.count(OutgoingServer.id))) == 0
 
