@@ -44,6 +44,20 @@ def test_mail_pages_are_for_admins_only(client, login, people):
     assert portal.post("/admin/mail/templates/1/preview", {"subject": "x", "text": "y"}, htmx=True).status_code == 403
 
 
+def test_the_admin_check_covers_every_mail_endpoint(app, login, people):
+    """The check is the admin blueprint's: even a route nobody lists here is refused."""
+    portal = login("bob")
+    routes = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("admin.mail.")]
+    assert len(routes) >= 25
+    for rule in routes:
+        url = re.sub(r"<any\(([^,)]+)[^>]*>", r"\1", rule.rule)  # <any(deactivate, reactivate):change>
+        url = re.sub(r"<int:\w+>", "1", url)
+        assert "<" not in url, url
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = portal.get(url) if method == "GET" else portal.post(url, {"to": "x@example.org"})
+            assert response.status_code == 403, (method, url)
+
+
 def test_every_mail_page_renders_for_an_admin_with_the_admin_menu(login, people):
     portal = login("admin")
     for url in MAIL_PAGES:
