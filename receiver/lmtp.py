@@ -10,7 +10,7 @@ import queue
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope
@@ -124,10 +124,10 @@ class StoreWriter:
             except Exception as exc:  # no app context, no session: every delivery here gets 451
                 log.exception("storing LMTP deliveries failed")
                 for future, *_ in group:
-                    future.set_exception(exc)
+                    _settle(future, exception=exc)
             else:
                 for (future, *_), result in zip(group, results):
-                    future.set_result(result)
+                    _settle(future, result=result)
             if stopping:
                 return
 
@@ -170,6 +170,18 @@ class StoreWriter:
             # the reply is still acted on now (the MTA's retry is a duplicate).
             self.on_stored(new_ids)
         return [{account_id: result.inbound_id for account_id, result in done.items()} for done in stored]
+
+
+def _settle(future: Future, *, result=None, exception=None) -> None:
+    # A client that hung up meanwhile cancelled its future: its message is
+    # stored all the same (the MTA will retry, and the retry is a duplicate).
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 class DeliveryHandler:

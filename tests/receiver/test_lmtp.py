@@ -171,10 +171,20 @@ def test_an_unexpected_error_answers_451_never_500_with_its_text(app, desk_accou
     monkeypatch.setattr(lmtp_module, "_account_id_for", broken)
     rcpt, _ = raw.deliver("carol@example.org", ["printers@support.desk.test"], make_mail())
     assert rcpt[0].code == 451
-    assert "internal detail" not in " ".join(r.text for r in replies + rcpt)
     # The connection is still usable.
     assert raw.command("NOOP").code == 250
     raw.close()
+
+    async def broken_hook(*args):
+        raise RuntimeError("internal detail nobody outside should read")
+
+    # Anything else that raises inside a session goes through handle_exception.
+    monkeypatch.setattr(lmtp_module.DeliveryHandler, "handle_RCPT", broken_hook)
+    raw = lmtp.raw()
+    other, _ = raw.deliver("carol@example.org", ["help@desk.test"], make_mail())
+    raw.close()
+    assert other[0].code == 451
+    assert "internal detail" not in " ".join(r.text for r in replies + rcpt + other)
 
 
 @pytest.mark.parametrize("url", ["sqlite:////nonexistent-folder/switchboard.db",
@@ -239,6 +249,25 @@ def test_receiver_run_command_serves_lmtp_until_sigterm(app, desk_accounts):
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "Receiver stopped." in out
+
+
+def test_a_client_hanging_up_after_data_does_not_stop_the_receiver(app, desk_accounts, receiver):
+    lmtp = receiver()
+    for _ in range(5):  # an MTA that times out and drops the connection before our reply
+        raw = lmtp.raw()
+        raw.command("LHLO client.test")
+        raw.command("MAIL FROM:<carol@example.org>")
+        raw.command("RCPT TO:<help@desk.test>")
+        raw.command("DATA")
+        raw.sock.sendall(make_mail(message_id="<dropped@example.org>") + b".\r\n")
+        raw.sock.close()
+    # It retries later: the message is stored once, and the receiver still answers.
+    again = lmtp.raw()
+    _, replies = again.deliver("carol@example.org", ["help@desk.test"], make_mail(message_id="<dropped@example.org>"))
+    again.close()
+    assert [r.code for r in replies] == [250]
+    [row] = inbound_rows()
+    assert row.message_id == "dropped@example.org"
 
 
 def test_deliveries_stored_together_still_fail_or_succeed_on_their_own(app, desk_accounts, receiver):
