@@ -9,7 +9,9 @@ harmless because the store recognises it by its fingerprint."""
 from imapclient import IMAPClient, SocketTimeout
 from imapclient.imapclient import DELETED, SEEN
 
-from receiver.poll import PollResult, chunks, forget_receipts, known_receipts, mark_settled, store_fetched, tls_context
+from receiver.poll import (
+    PollResult, by_size, chunks, forget_receipts, known_receipts, mark_settled, store_fetched, tls_context,
+)
 from switchboard.db import db
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Security
 
@@ -76,14 +78,17 @@ def _poll_folder(client: IMAPClient, account: IncomingAccount, result: PollResul
         stored: set[str] = set()
         if wanted:
             result.step = "fetch"
-            fetched = client.fetch(wanted, [b"BODY.PEEK[]"])
-            messages = [
-                (keys[uid], fetched[uid][b"BODY[]"])
-                for uid in wanted
-                if uid in fetched and fetched[uid].get(b"BODY[]") is not None
-            ]
-            result.step = "storing"
-            stored = store_fetched(account, messages, "imap", result)
+            sizes = {uid: data.get(b"RFC822.SIZE", 0) for uid, data in client.fetch(wanted, [b"RFC822.SIZE"]).items()}
+            for part in by_size(wanted, sizes):
+                result.step = "fetch"
+                fetched = client.fetch(part, [b"BODY.PEEK[]"])
+                messages = [
+                    (keys[uid], fetched[uid][b"BODY[]"])
+                    for uid in part
+                    if uid in fetched and fetched[uid].get(b"BODY[]") is not None
+                ]
+                result.step = "storing"
+                stored |= store_fetched(account, messages, "imap", result)
         done = [uid for uid in batch if keys[uid] in known or keys[uid] in stored]
         if done:
             result.step = f"{policy.value} after storing"

@@ -65,6 +65,26 @@ def chunks(items: list, size: int):
         yield items[start:start + size]
 
 
+# Messages fetched and stored in one go take at most about this much memory
+# (a batch of a hundred 25 MB messages would not fit).
+FETCH_BYTES = 64 * 1024 * 1024
+
+
+def by_size(items: list, sizes: dict, budget: int | None = None):
+    """Splits `items` into runs whose sizes add up to at most `budget` (at least one item each)."""
+    budget = budget or FETCH_BYTES
+    run, total = [], 0
+    for item in items:
+        size = int(sizes.get(item) or 0)
+        if run and total + size > budget:
+            yield run
+            run, total = [], 0
+        run.append(item)
+        total += size
+    if run:
+        yield run
+
+
 def known_receipts(account_id: int, keys) -> set[str]:
     keys = list(keys)
     found: set[str] = set()

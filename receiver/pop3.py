@@ -7,7 +7,7 @@ already stored without fetching it again. Accounts set to keep their mail
 
 import poplib
 
-from receiver.poll import PollResult, chunks, known_receipts, mark_settled, store_fetched, tls_context
+from receiver.poll import PollResult, by_size, chunks, known_receipts, mark_settled, store_fetched, tls_context
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Security
 
 # poplib refuses lines over 2048 bytes; real mail breaks RFC 5322's 998 often
@@ -59,19 +59,26 @@ def _poll_mailbox(pop: poplib.POP3, account: IncomingAccount, result: PollResult
         number, _, uid = line.decode("ascii", "replace").partition(" ")
         listing.append((int(number), uid.strip()))
     listing = listing[: account.max_messages_per_session]
+    result.step = "LIST"
+    sizes = {}
+    for line in pop.list()[1]:
+        number, _, size = line.decode("ascii", "replace").partition(" ")
+        sizes[int(number)] = int(size.split()[0]) if size.strip() else 0
     deleted: list[str] = []
     for batch in chunks(listing, batch_size):
         known = known_receipts(account_id, [uid for _, uid in batch])
         if not keep:
             result.resumed += sum(1 for _, uid in batch if uid in known)
         wanted = [(number, uid) for number, uid in batch if uid not in known]
-        messages = []
-        for number, uid in wanted:
-            result.step = "RETR"
-            lines = pop.retr(number)[1]
-            messages.append((uid, b"\r\n".join(lines) + b"\r\n"))
-        result.step = "storing"
-        stored = store_fetched(account, messages, "pop3", result) if messages else set()
+        stored: set[str] = set()
+        for part in by_size(wanted, {entry: sizes.get(entry[0], 0) for entry in wanted}):
+            messages = []
+            for number, uid in part:
+                result.step = "RETR"
+                lines = pop.retr(number)[1]
+                messages.append((uid, b"\r\n".join(lines) + b"\r\n"))
+            result.step = "storing"
+            stored |= store_fetched(account, messages, "pop3", result)
         if keep:
             mark_settled(account_id, stored)
             result.settled += len(stored)

@@ -207,3 +207,17 @@ def test_one_failing_account_does_not_stop_the_others_and_poll_exits_non_zero(ap
     assert broken.last_error.startswith("login refused") and broken.last_success_at is None
     one = app.test_cli_runner().invoke(args=["mail", "poll", "--account", "b-working"])
     assert one.exit_code == 0 and one.output.startswith("b-working: ok: stored 0 new")
+
+
+def test_big_messages_are_fetched_a_few_at_a_time_and_all_arrive(app, dovecot, mail_account, mailbox_account,
+                                                                monkeypatch):
+    from receiver import poll
+
+    monkeypatch.setattr(poll, "FETCH_BYTES", 5_000)  # as if each message were tens of megabytes
+    account_id = mailbox_account(mail_account, "imap")
+    for i in range(4):
+        dovecot.append(mail_account.email, make_mail(subject=f"Log call: big one {i}", size=3_000))
+    result = poll_account(account_id)
+    assert (result.ok, result.stored, result.settled) == (True, 4, 4)
+    assert dovecot.messages(mail_account.email) == []
+    assert len(rows()) == 4

@@ -90,3 +90,17 @@ def test_wrong_password_is_recorded_and_the_mail_stays(app, dovecot, mail_accoun
                                     f"for {mail_account.email}: -ERR [AUTH] Authentication failed.")
     assert db.session.get(IncomingAccount, account_id).last_error.startswith("login refused")
     assert len(dovecot.messages(mail_account.email)) == 1
+
+
+def test_big_messages_are_fetched_a_few_at_a_time_and_all_arrive(app, dovecot, mail_account, mailbox_account,
+                                                                monkeypatch):
+    from receiver import poll
+
+    monkeypatch.setattr(poll, "FETCH_BYTES", 5_000)  # as if each message were tens of megabytes
+    account_id = mailbox_account(mail_account, "pop3")
+    for i in range(4):
+        dovecot.append(mail_account.email, make_mail(subject=f"Log call: big one {i}", size=3_000))
+    result = poll_account(account_id)
+    assert (result.ok, result.stored, result.settled) == (True, 4, 4)
+    assert dovecot.messages(mail_account.email) == []
+    assert len(rows()) == 4
