@@ -1,8 +1,9 @@
 """The LMTP server an MTA (Postfix...) delivers to: aiosmtpd on its own event
-loop, database work in a thread pool, 250 for a recipient only once its
-message is committed, 451 when storing failed so the MTA keeps the mail and
-retries, one reply per accepted recipient after DATA (RFC 2033).
-Deliveries arriving together are stored in one transaction (group commit)."""
+loop, 250 for a recipient only once its message is committed, 451 when
+storing failed so the MTA keeps the mail and retries, one reply per accepted
+recipient after DATA (RFC 2033). No database work runs on the event loop:
+recipient look-ups go to a thread pool, and storing to one writer thread that
+commits the deliveries arriving together in one transaction (group commit)."""
 
 import asyncio
 import logging
