@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -32,21 +33,28 @@ MAILS_PER_CALL = 5  # a call's mails thread under each other (In-Reply-To, Refer
 
 # -- the sink, in its own process ------------------------------------------------------------
 
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _serve(commands, answers) -> None:
     from tests.outbox.smtp_sink import SmtpSink
 
     sink = SmtpSink()
     sink.start()
     answers.put(sink.port)
+    cpu = _cpu()
     while True:
         command = commands.get()
         if command == "count":
             ids = Counter()
             for received in sink.messages:
                 ids[_message_id(received.data)] += 1
-            answers.put((len(sink.messages), len(ids), sink.connections))
+            answers.put((len(sink.messages), len(ids), sink.connections, _cpu() - cpu))
             sink.messages.clear()
             sink.connections = 0
+            cpu = _cpu()
         else:
             sink.stop()
             answers.put("stopped")
@@ -149,13 +157,14 @@ def _sender(url: str, batch: int, ready, go, results) -> None:
         db.session.commit()
         ready.put(os.getpid())
         go.wait()
+        cpu = _cpu()
         sent = failed = deferred = 0
         while True:
             report = send_due(limit=batch)
             sent, failed, deferred = sent + report.sent, failed + report.failed, deferred + report.deferred
             if report.claimed == 0:
                 break
-        results.put((sent, failed, deferred, time.perf_counter()))
+        results.put((sent, failed, deferred, time.perf_counter(), _cpu() - cpu))
 
 
 def _one_run(url: str, count: int, senders: int, batch: int, commands, answers) -> float:
@@ -175,11 +184,12 @@ def _one_run(url: str, count: int, senders: int, batch: int, commands, answers) 
     elapsed = max(o[3] for o in outcomes) - started
     sent = sum(o[0] for o in outcomes)
     commands.put("count")
-    received, unique, connections = answers.get(timeout=60)
+    received, unique, connections, sink_cpu = answers.get(timeout=60)
     if sent != count or received != count or unique != count:
         raise SystemExit(f"lost or doubled mail: sent {sent}, sink got {received} ({unique} distinct) of {count}; "
                          f"failed {sum(o[1] for o in outcomes)}, deferred {sum(o[2] for o in outcomes)}")
-    return count / elapsed, connections
+    sender_cpu = sum(o[4] for o in outcomes)
+    return count / elapsed, connections, sender_cpu * 1000 / count, sink_cpu * 1000 / count
 
 
 def main() -> None:
@@ -205,13 +215,17 @@ def main() -> None:
                 url = _database_url(kind, folder)
                 _prepare(url, port)
                 for senders in (int(s) for s in args.senders.split(",")):
-                    rates = []
+                    rates, cpus = [], []
                     for run in range(args.runs):
-                        rate, connections = _one_run(url, args.count, senders, args.batch, commands, answers)
+                        rate, connections, sender_ms, sink_ms = _one_run(url, args.count, senders, args.batch,
+                                                                          commands, answers)
                         rates.append(rate)
+                        cpus.append(sender_ms)
                         print(f"{kind:10} {senders} sender(s) run {run + 1}: {rate:6.0f} mails/s "
-                              f"({connections} SMTP connections)", flush=True)
-                    line = f"{kind:10} {senders} sender(s): median {statistics.median(rates):6.0f} mails/s"
+                              f"({connections} SMTP connections; CPU per mail: senders {sender_ms:.2f} ms, "
+                              f"sink {sink_ms:.2f} ms; load average {os.getloadavg()[0]:.1f})", flush=True)
+                    line = (f"{kind:10} {senders} sender(s): median {statistics.median(rates):6.0f} mails/s, "
+                            f"sender CPU {statistics.median(cpus):.2f} ms/mail")
                     lines.append(line)
                     print(line, flush=True)
     finally:
