@@ -111,12 +111,9 @@ def is_fragment(html: str) -> bool:
     return "<html" not in html and "<body" not in html
 
 
-# Real mail servers over loopback for the mail admin pages: the shared Dovecot
-# fixtures (tests/servers; skipped without Dovecot, failed under CI=true) and
+# The mail admin pages also use the shared Dovecot fixtures (dovecot,
+# mail_account, server_tls: tests/servers, loaded by the root conftest) and
 # an SMTP sink like the outbox tests use.
-from tests.servers.fixtures import _dovecot_server, dovecot, mail_account, server_tls  # noqa: E402,F401
-
-
 @pytest.fixture
 def smtp_sink():
     from tests.outbox.smtp_sink import SmtpSink
