@@ -16,6 +16,8 @@ def run_scheduler():
     from scheduler.runner import JOBS, run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s scheduler %(levelname)s %(message)s")
+    # APScheduler logs every run at INFO: our jobs log what they did instead.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     click.echo("scheduler: " + ", ".join(f"{job_id} every {s}s" for job_id, _, s in JOBS))
     run(current_app._get_current_object())
 

@@ -99,6 +99,7 @@ def run(app, *, standby_retry: float = 10.0) -> None:
             "interval",
             seconds=seconds,
             id=job_id,
+            name=job_id,
             replace_existing=True,
             max_instances=1,
             coalesce=True,
