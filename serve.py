@@ -15,7 +15,10 @@ def processes() -> dict[str, list[str]]:
     host = os.environ.get("PORTAL_HOST", "127.0.0.1")
     port = os.environ.get("PORTAL_PORT", "5000")
     return {
-        "portal": FLASK + ["run", "--host", host, "--port", port, "--no-reload"],
+        # gunicorn, not Flask's development server; one worker so the login
+        # rate limit (memory storage by default) counts every attempt.
+        "portal": [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", "1",
+                   "--threads", "8", "--access-logfile", "-", "wsgi:create_app()"],
         "receiver": FLASK + ["receiver", "run"],
         "scheduler": FLASK + ["scheduler", "run"],
     }
