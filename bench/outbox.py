@@ -149,7 +149,7 @@ def _queue(url: str, count: int) -> None:
 
 def _sender(url: str, batch: int, ready, go, results) -> None:
     from switchboard.db import db
-    from switchboard.outbox.sender import send_due
+    from switchboard.outbox.sender import Connections, send_due
 
     app = _app(url)
     with app.app_context():
@@ -159,11 +159,12 @@ def _sender(url: str, batch: int, ready, go, results) -> None:
         go.wait()
         cpu = _cpu()
         sent = failed = deferred = 0
-        while True:
-            report = send_due(limit=batch)
-            sent, failed, deferred = sent + report.sent, failed + report.failed, deferred + report.deferred
-            if report.claimed == 0:
-                break
+        with Connections() as connections:  # one SMTP connection per sender, kept across batches
+            while True:
+                report = send_due(limit=batch, connections=connections)
+                sent, failed, deferred = sent + report.sent, failed + report.failed, deferred + report.deferred
+                if report.claimed == 0:
+                    break
         results.put((sent, failed, deferred, time.perf_counter(), _cpu() - cpu))
 
 
