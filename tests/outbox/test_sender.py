@@ -11,7 +11,6 @@ from switchboard.db import db, utcnow
 from switchboard.history.models import EntryKind
 from switchboard.history.services import timeline
 from switchboard.outbox import catalogue, sender
-from switchboard.outbox.compose import find_reply_token
 from switchboard.outbox.models import OutboxMessage, OutboxStatus, OutgoingServer
 from switchboard.outbox.queue import queue_mail
 from switchboard.outbox.sender import send_due
