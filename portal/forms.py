@@ -3,8 +3,9 @@ priorities, uploaded files, and running a service so that its complaint
 (`InvalidInput`) lands beside the right field with nothing changed."""
 
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField
+from wtforms import BooleanField, SelectField, SelectMultipleField, TextAreaField
 from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from switchboard.calls.admin import priorities
@@ -18,6 +19,10 @@ from switchboard.people.services import analysts, groups
 NOBODY = ""
 # A browser sends these for files nobody should open inline.
 UPLOAD_FALLBACK_TYPE = "application/octet-stream"
+
+
+# The longest note or description a form takes.
+TEXT_MAX = 20_000
 
 
 class DeskForm(FlaskForm):
@@ -155,3 +160,18 @@ def _clean_filename(name: str) -> str:
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return name[:255] or "attachment"
+
+
+class ForwardForm(DeskForm):
+    """Forwarding a call or a task: to an analyst, a group, or both."""
+
+    analyst = SelectField("Analyst", default="")
+    group = SelectField("Group", default="")
+    note = TextAreaField("Note for the new owner", validators=[Length(max=TEXT_MAX)])
+    notify = BooleanField("Email the new owner", default=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.analyst.choices = analyst_choices()
+        self.group.choices = group_choices()
+        offer_mail_choice(self)

@@ -6,12 +6,10 @@ from wtforms import BooleanField, EmailField, SelectField, StringField, TextArea
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
-from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, offer_mail_choice, priority_choices
+from portal.forms import TEXT_MAX, CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.calls.models import DEFAULT_PRIORITY_ID
 from switchboard.db import db
 from switchboard.history.models import Attachment, HistoryEntry
-
-TEXT_MAX = 20_000
 
 
 class LogCallForm(DeskForm):
@@ -45,19 +43,6 @@ class UpdateForm(DeskForm):
     note = TextAreaField("Note", validators=[Length(max=TEXT_MAX)])
     internal = BooleanField("Internal note (analysts only)")
     files = MultipleFileField("Attach files")
-
-
-class ForwardForm(DeskForm):
-    analyst = SelectField("Analyst", default="")
-    group = SelectField("Group", default="")
-    note = TextAreaField("Note for the new owner", validators=[Length(max=TEXT_MAX)])
-    notify = BooleanField("Email the new owner", default=True)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.analyst.choices = analyst_choices()
-        self.group.choices = group_choices()
-        offer_mail_choice(self)
 
 
 class MailForm(DeskForm):

@@ -12,7 +12,6 @@ from flask import Blueprint, flash, make_response, redirect, render_template, re
 from portal.auth import current_person
 from portal.calls.forms import (
     CloseForm,
-    ForwardForm,
     HoldForm,
     LogCallForm,
     MailForm,
@@ -22,7 +21,7 @@ from portal.calls.forms import (
     ResumeForm,
     UpdateForm,
 )
-from portal.forms import attempt, chosen_group, chosen_person, mail_choice, uploads
+from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
 from switchboard.calls.models import Call, CallStatus
 from switchboard.calls.queries import SCOPES, STATUS_FILTERS, find_calls

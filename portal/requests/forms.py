@@ -3,16 +3,15 @@ a row's own mistakes (an approval without an approver, a bad address) are
 caught by the row, so the message sits beside that row's field."""
 
 from flask_wtf.file import MultipleFileField
-from wtforms import BooleanField, EmailField, FieldList, Form, FormField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import EmailField, FieldList, Form, FormField, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional
 
-from portal.forms import DeskForm, analyst_choices, group_choices, offer_mail_choice
+from portal.forms import TEXT_MAX, DeskForm, ForwardForm, analyst_choices, group_choices
 from switchboard.errors import InvalidInput
 from switchboard.people.services import normalize_email
 from switchboard.requests.models import TaskKind
 
-TEXT_MAX = 20_000
 TASK_ROWS = 4
 
 
@@ -83,22 +82,13 @@ class CompleteForm(DeskForm):
     note = StringField("Note", validators=[Length(max=TEXT_MAX)], description="Optional.")
 
 
-class ForwardTaskForm(DeskForm):
-    analyst = SelectField("Analyst", default="")
-    group = SelectField("Group", default="")
-    note = StringField("Note", validators=[Length(max=TEXT_MAX)])
-    notify = BooleanField("Email the new owner", default=True)
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.analyst.choices = analyst_choices()
-        self.group.choices = group_choices()
-        offer_mail_choice(self)
-
-
 class ApproveForm(DeskForm):
     reason = StringField("Comment", validators=[Length(max=TEXT_MAX)], description="Optional.")
 
 
 class RejectForm(DeskForm):
     reason = StringField("Why reject?", validators=[Length(max=TEXT_MAX)])
+
+
+class ForwardTaskForm(ForwardForm):
+    note = StringField("Note", validators=[Length(max=TEXT_MAX)])
