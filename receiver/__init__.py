@@ -9,7 +9,8 @@ DEFAULTS = {
     "LMTP_PORT": (8024, int),
     # A 25 MiB attachment grows by a third in base64; Postfix's own default limit is 10 MB.
     "LMTP_MAX_MESSAGE_BYTES": (35 * 1024 * 1024, int),
-    # Threads that look recipients up for the LMTP server (storing has its own writer).
+    # Threads that look recipients up for the LMTP server, and on PostgreSQL
+    # also the number of threads storing (SQLite: one, it has one write lock).
     "LMTP_DB_THREADS": (4, int),
     # After acknowledging, stored messages are acted on this many per transaction;
     # 0 picks 1 on SQLite (a transaction holds the file's only write lock, which

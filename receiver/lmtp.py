@@ -78,24 +78,31 @@ class StoreWriter:
     fail, each delivery and account is stored alone, so one failure answers
     451 only for its own recipients."""
 
-    def __init__(self, app, *, gate: WriteGate | None = None, on_stored=None, max_group: int = 64):
+    def __init__(self, app, *, gate: WriteGate | None = None, on_stored=None, max_group: int = 64,
+                 threads: int = 1):
         self.app = app
         self.gate = gate or WriteGate(False, quiet=0)
-        self.on_stored = on_stored  # called with the new inbound ids, from this thread
+        self.on_stored = on_stored  # called with the new inbound ids, from a writer thread
         self.max_group = max_group
+        # One writer on SQLite (one write lock anyway); on PostgreSQL several,
+        # so their round trips to the server overlap.
+        self.threads = 1 if self.gate.exclusive else max(1, threads)
         self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="lmtp-store", daemon=True)
-        self._thread.start()
+        for number in range(self.threads):
+            thread = threading.Thread(target=self._run, name=f"lmtp-store-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
         """Stores what was handed in already, then returns."""
-        if self._thread is not None:
+        for _ in self._threads:
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
 
     def submit(self, raw: bytes, mail_from: str | None, by_account: dict[int, list[str]]) -> Future:
         """A future of {account id: inbound id} for the accounts whose copy is committed."""
@@ -273,7 +280,7 @@ class LMTPServer:
         threads = db_threads or config["LMTP_DB_THREADS"]
         # Recipient look-ups (reads) run in this pool; storing goes through one group-committing writer.
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-lookup")
-        self.writer = StoreWriter(app, gate=gate or WriteGate.for_app(app), on_stored=on_stored)
+        self.writer = StoreWriter(app, gate=gate or WriteGate.for_app(app), on_stored=on_stored, threads=threads)
         self.handler = DeliveryHandler(app, self.executor, self.writer)
         self._hostname = socket.gethostname()  # once: getfqdn per connection may wait on DNS
         self._loop: asyncio.AbstractEventLoop | None = None
