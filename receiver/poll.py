@@ -137,18 +137,21 @@ def _store_each(account: IncomingAccount, messages, source: str) -> dict[str, tu
     from switchboard.inbound.store import store_message
 
     session = db.session
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     stored = {}
     for key, raw in messages:
         outcome = store_message(raw, source=source, account=account)
-        # Two pollers at once (a manual run beside the scheduler) must not collide here.
+        stored[key] = (outcome.inbound_id, outcome.duplicate)
+    if stored:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        now = utcnow()
+        # One statement for the batch; two pollers at once (a manual run beside
+        # the scheduler) must not collide here.
         session.execute(
             insert(MailboxReceipt)
-            .values(account_id=account.id, mailbox_key=key, inbound_id=outcome.inbound_id,
-                    stored_at=utcnow(), settled=False)
+            .values([dict(account_id=account.id, mailbox_key=key, inbound_id=inbound_id, stored_at=now, settled=False)
+                     for key, (inbound_id, _) in stored.items()])
             .on_conflict_do_nothing(index_elements=["account_id", "mailbox_key"])
         )
-        stored[key] = (outcome.inbound_id, outcome.duplicate)
     return stored
 
 
