@@ -143,7 +143,13 @@ def poll(account_name):
     from receiver.poll import poll_accounts
     from switchboard.inbound.process import process_pending
 
-    results = poll_accounts(account_name)
+    try:
+        results = poll_accounts(account_name)
+    except Exception as exc:  # the database itself: nothing was polled
+        db.session.rollback()
+        click.echo(f"mail poll: FAILED: the database is not available ({type(exc).__name__}: {str(exc)[:200]})",
+                   err=True)
+        sys.exit(1)
     if account_name and not results:
         raise click.ClickException(f"No incoming account named {account_name!r}.")
     if not results:
