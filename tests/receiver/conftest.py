@@ -181,9 +181,8 @@ def storage_fails(account_id: int | None = None):
 
 
 # --- real mail servers ---------------------------------------------------------------------
-# Dovecot and Postfix over loopback (tests/servers): skipped on a developer machine without
-# them, failed under CI=true.
-from tests.servers.fixtures import _dovecot_server, dovecot, mail_account, postfix_factory, server_tls  # noqa: E402,F401
+# Dovecot and Postfix over loopback: the fixtures of tests/servers (loaded by the root
+# conftest), skipped on a developer machine without them, failed under CI=true.
 
 
 @pytest.fixture
