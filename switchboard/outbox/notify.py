@@ -15,7 +15,7 @@ from switchboard.calls.models import Call
 from switchboard.events import subscribe
 from switchboard.outbox import catalogue, settings
 from switchboard.outbox.catalogue import MessageType, Recipient
-from switchboard.outbox.queue import queue_mail
+from switchboard.outbox.queue import mark_new_record, queue_mail
 from switchboard.outbox.views import call_view, person_view, request_view, snapshot, task_view
 from switchboard.requests.models import Request, Task, TaskKind
 
@@ -100,6 +100,7 @@ def _text(entry) -> str:
 # -- the events -------------------------------------------------------------------------------
 
 def on_call_logged(call, actor, **_):
+    mark_new_record(call)  # logged just now: no earlier mail to thread under
     _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True)
 
 

@@ -3,6 +3,7 @@ caller's transaction, so it exists exactly when the change that caused it
 does; the sender job does the SMTP part later."""
 
 import os
+import weakref
 
 import sqlalchemy as sa
 from flask import current_app
@@ -10,6 +11,7 @@ from flask import current_app
 from switchboard.db import db, utcnow
 from switchboard.outbox.compose import new_message_id, new_reply_token
 from switchboard.outbox.models import OutboxMessage, OutboxStatus
+from switchboard.outbox.settings import transaction_cache
 
 
 def mail_domain() -> str:
@@ -25,8 +27,17 @@ def _record_columns(record) -> dict:
     return {column: record.id}
 
 
+def mark_new_record(record) -> None:
+    """Says `record` was created in the current transaction, so it has no mail
+    before this transaction's own: its thread parent needs no query."""
+    transaction_cache().setdefault("new_records", weakref.WeakKeyDictionary())[record] = None
+
+
 def _thread_parent(record) -> OutboxMessage | None:
     """The latest mail about the same record: new mail threads under it."""
+    new_records = transaction_cache().get("new_records")
+    if new_records is not None and record in new_records:
+        return new_records[record]
     columns = _record_columns(record)
     if not columns:
         return None
@@ -96,6 +107,10 @@ def queue_mail(
     )
     db.session.add(row)
     db.session.flush()
+    if record is not None:
+        new_records = transaction_cache().get("new_records")
+        if new_records is not None and record in new_records:
+            new_records[record] = row
     return row
 
 

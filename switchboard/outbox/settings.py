@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -61,8 +62,57 @@ class NotificationRule:
     customised: bool  # False while the catalogue's defaults apply
 
 
+# -- per-transaction cache ---------------------------------------------------------------------
+# Acting on a batch of mail asks the same few questions (is this type on, which switches,
+# who opted out) once per message. The answers are kept in the session for the current
+# transaction only: a commit or any rollback forgets them, and so does any change to these
+# tables made through this module or flushed through the session.
+
+_CACHE_KEY = "switchboard.outbox.settings.cache"
+_SETTINGS_CLASSES = (NotificationSetting, MailSwitch, MailOptOut)
+
+
+def transaction_cache() -> dict:
+    """A dict that lives until the current transaction of db.session ends."""
+    info = db.session().info
+    cache = info.get(_CACHE_KEY)
+    if cache is None:
+        cache = info[_CACHE_KEY] = {}
+    return cache
+
+
+def _forget(session, *_) -> None:
+    session.info.pop(_CACHE_KEY, None)
+
+
+def _forget_if_settings_changed(session, _flush_context) -> None:
+    if _CACHE_KEY in session.info and any(
+            isinstance(obj, _SETTINGS_CLASSES)
+            for group in (session.new, session.dirty, session.deleted) for obj in group):
+        _forget(session)
+
+
+def _forget_at_end(session, transaction) -> None:
+    if transaction.parent is None:  # the outermost one: commit or rollback
+        _forget(session)
+
+
+# A savepoint's commit keeps what was learnt; any rollback (a savepoint's too) forgets it.
+sa.event.listen(Session, "after_transaction_end", _forget_at_end)
+sa.event.listen(Session, "after_soft_rollback", _forget)
+sa.event.listen(Session, "before_flush", lambda session, ctx, _instances: _forget_if_settings_changed(session, ctx))
+
+
 def notification_rule(message_type) -> NotificationRule:
     info = _info(message_type)
+    rules = transaction_cache().setdefault("rules", {})
+    rule = rules.get(info.number)
+    if rule is None:
+        rule = rules[info.number] = _load_notification_rule(info)
+    return rule
+
+
+def _load_notification_rule(info) -> NotificationRule:
     row = db.session.get(NotificationSetting, info.number)
     if row is None:
         return NotificationRule(info.type, True, info.recipients, False)
@@ -113,6 +163,7 @@ def reset_notification(message_type, actor) -> NotificationRule:
     db.session.execute(sa.delete(NotificationSetting).where(
         NotificationSetting.message_type == info.number))
     db.session.flush()
+    _forget(db.session())
     return notification_rule(info.type)
 
 
@@ -120,7 +171,11 @@ def reset_notification(message_type, actor) -> NotificationRule:
 
 def get_switch(name: str) -> bool:
     default = _switch_default(name)
-    value = db.session.scalar(sa.select(MailSwitch.enabled).where(MailSwitch.name == name))
+    stored = transaction_cache().get("switches")
+    if stored is None:
+        stored = transaction_cache()["switches"] = dict(
+            db.session.execute(sa.select(MailSwitch.name, MailSwitch.enabled)).all())
+    value = stored.get(name)
     return default if value is None else bool(value)
 
 
@@ -345,7 +400,13 @@ def opted_out_ids(person_ids) -> set[int]:
     ids = {i for i in person_ids if i is not None}
     if not ids:
         return set()
-    return set(db.session.scalars(sa.select(MailOptOut.person_id).where(MailOptOut.person_id.in_(ids))))
+    cache = transaction_cache()
+    known = cache.setdefault("opted_out", {})  # person id -> opted out?
+    missing = ids - known.keys()
+    if missing:
+        found = set(db.session.scalars(sa.select(MailOptOut.person_id).where(MailOptOut.person_id.in_(missing))))
+        known.update((i, i in found) for i in missing)
+    return {i for i in ids if known[i]}
 
 
 # -- failed mail: requeue or cancel -------------------------------------------------------------
