@@ -73,10 +73,14 @@ def log_call(
         description,
         details={"source": source, "priority": call.priority.name},
         attachments=attachments,
+        flush=False,
     )
     if analyst or group:
-        record(call, EntryKind.FORWARD, actor, _assignment_line(analyst, group), details=_assignment(analyst, group))
+        record(call, EntryKind.FORWARD, actor, _assignment_line(analyst, group), details=_assignment(analyst, group),
+               flush=False)
     emit("call_logged", call=call, actor=actor)
+    # The entries go with the notification's flush; this one is for when no mail was queued.
+    db.session.flush()
     return call
 
 
@@ -98,6 +102,7 @@ def update_call(call: Call, actor, note: str, *, internal: bool = False, attachm
         note,
         internal=internal,
         attachments=attachments,
+        flush=False,  # _touch flushes below
     )
     _responded(call, actor)
     # A customer writing on a call marked resolved means it is not fixed.

@@ -27,7 +27,10 @@ def record(
     internal: bool = False,
     details: dict | None = None,
     attachments=(),
+    flush: bool = True,
 ) -> HistoryEntry:
+    """Adds an entry to `owner`'s timeline. `flush=False` is for a service that
+    flushes itself before it returns (one flush instead of two)."""
     entry = HistoryEntry(
         kind=kind,
         author=author,
@@ -52,7 +55,8 @@ def record(
             )
         )
     db.session.add(entry)
-    db.session.flush()
+    if flush:
+        db.session.flush()
     return entry
 
 
