@@ -53,7 +53,13 @@ def process_batch(ids: list[int] | None = None, *, limit: int = 50, reprocess: b
     transaction; the caller commits. `reprocess` also takes failed ones."""
     statuses = [InboundStatus.NEW] + ([InboundStatus.FAILED] if reprocess else [])
     results = []
-    for inbound_id in _claim(ids, limit, statuses):
+    claimed = _claim(ids, limit, statuses)
+    if claimed:
+        # One SELECT for the batch; each _process_one then finds its row in the session.
+        loaded = db.session.scalars(  # held, so the session keeps them
+            sa.select(InboundMessage).where(InboundMessage.id.in_(claimed)).execution_options(populate_existing=True)
+        ).all()
+    for inbound_id in claimed:
         results.append(_process_one(inbound_id))
     return results
 
