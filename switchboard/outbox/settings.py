@@ -65,11 +65,10 @@ class NotificationRule:
 # -- per-transaction cache ---------------------------------------------------------------------
 # Acting on a batch of mail asks the same few questions (is this type on, which switches,
 # who opted out) once per message. The answers are kept in the session for the current
-# transaction only: a commit or any rollback forgets them, and so does any change to these
-# tables made through this module or flushed through the session.
+# transaction only: a commit or any rollback forgets them, and so does any change made by
+# this module (the only writer of these tables).
 
 _CACHE_KEY = "switchboard.outbox.settings.cache"
-_SETTINGS_CLASSES = (NotificationSetting, MailSwitch, MailOptOut)
 
 
 def transaction_cache() -> dict:
@@ -85,13 +84,6 @@ def _forget(session, *_) -> None:
     session.info.pop(_CACHE_KEY, None)
 
 
-def _forget_if_settings_changed(session, _flush_context) -> None:
-    if _CACHE_KEY in session.info and any(
-            isinstance(obj, _SETTINGS_CLASSES)
-            for group in (session.new, session.dirty, session.deleted) for obj in group):
-        _forget(session)
-
-
 def _forget_at_end(session, transaction) -> None:
     if transaction.parent is None:  # the outermost one: commit or rollback
         _forget(session)
@@ -100,7 +92,6 @@ def _forget_at_end(session, transaction) -> None:
 # A savepoint's commit keeps what was learnt; any rollback (a savepoint's too) forgets it.
 sa.event.listen(Session, "after_transaction_end", _forget_at_end)
 sa.event.listen(Session, "after_soft_rollback", _forget)
-sa.event.listen(Session, "before_flush", lambda session, ctx, _instances: _forget_if_settings_changed(session, ctx))
 
 
 def notification_rule(message_type) -> NotificationRule:
@@ -153,6 +144,7 @@ def set_notification(message_type, actor, *, enabled: bool | None = None,
         row.recipients = [r.value for r in dict.fromkeys(chosen)]
     row.updated_at = utcnow()
     db.session.flush()
+    _forget(db.session())
     return notification_rule(info.type)
 
 
@@ -195,6 +187,7 @@ def set_switch(name: str, enabled: bool, actor) -> None:
     else:
         row.enabled, row.updated_at = enabled, utcnow()
     db.session.flush()
+    _forget(db.session())
 
 
 def mail_wanted(message_type) -> bool:
@@ -390,6 +383,7 @@ def set_mail_opt_out(person, opted_out: bool, actor) -> None:
     elif not opted_out and row is not None:
         db.session.delete(row)
     db.session.flush()
+    _forget(db.session())
 
 
 def is_opted_out(person) -> bool:
@@ -404,7 +398,10 @@ def opted_out_ids(person_ids) -> set[int]:
     known = cache.setdefault("opted_out", {})  # person id -> opted out?
     missing = ids - known.keys()
     if missing:
-        found = set(db.session.scalars(sa.select(MailOptOut.person_id).where(MailOptOut.person_id.in_(missing))))
+        # Pending rows of other tables cannot change the answer, so they need not be
+        # flushed for it (the caller's next flush takes them); set_mail_opt_out flushes its own.
+        with db.session.no_autoflush:
+            found = set(db.session.scalars(sa.select(MailOptOut.person_id).where(MailOptOut.person_id.in_(missing))))
         known.update((i, i in found) for i in missing)
     return {i for i in ids if known[i]}
 
