@@ -11,6 +11,7 @@ import binascii
 import codecs
 import email.policy
 import email.utils
+import functools
 import io
 import itertools
 import mimetypes
@@ -731,6 +732,28 @@ def _iter_parts(msg: Message, depth: int = 0):
                     yield from _iter_parts(child, depth + 1)
 
 
+class _ReusingPolicy(email.policy.EmailPolicy):
+    """email.policy.default, except that a header value read again (the same
+    Content-Type is asked for many times while walking a message, and the
+    same values recur from message to message) is not parsed again. Header
+    objects are immutable, so sharing them is safe."""
+
+    def header_fetch_parse(self, name, value):
+        if hasattr(value, "name") or type(value) is not str or type(name) is not str:
+            return super().header_fetch_parse(name, value)
+        return _parsed_header(self.header_factory, name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_header(factory, name: str, value: str):
+    # As EmailPolicy.header_fetch_parse: unfold on \r and \n only.
+    return factory(name, "".join(_HEADER_LINE_BREAKS.split(value)))
+
+
+_HEADER_LINE_BREAKS = re.compile(r"\n|\r")
+_MODERN_POLICY = _ReusingPolicy()
+
+
 def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> ParsedMessage:
     """Parse one raw mail. Raises only TypeError for input that is not bytes."""
     if isinstance(raw, (bytearray, memoryview)):
@@ -741,7 +764,7 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
     if not raw.strip():
         return ParsedMessage(warnings=("empty message",), raw=raw)
     normalised = _normalise_line_endings(raw)
-    policies = (email.policy.default, email.policy.compat32)
+    policies = (_MODERN_POLICY, email.policy.compat32)
     if normalised.count(b"\n--") > MAX_MIME_PARTS // 2:
         # Thousands of parts: the modern parser re-parses every part's headers many times over.
         policies = (email.policy.compat32,)
@@ -749,7 +772,7 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
     for policy in policies:
         try:
             msg = BytesParser(policy=policy).parsebytes(normalised)
-            if policy is email.policy.default and _broken_multiparts(msg):
+            if policy is _MODERN_POLICY and _broken_multiparts(msg):
                 # The modern parser reads some unquoted boundaries (with "=") wrongly.
                 old_style = BytesParser(policy=email.policy.compat32).parsebytes(normalised)
                 if _broken_multiparts(old_style) < _broken_multiparts(msg):
