@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from switchboard.blobs import store as blob_store
+from switchboard.calls.models import Priority
 from switchboard.db import db, utcnow
 from switchboard.inbound.act import act
 from switchboard.inbound.models import InboundMessage, InboundStatus
@@ -56,9 +57,10 @@ def process_batch(ids: list[int] | None = None, *, limit: int = 50, reprocess: b
     claimed = _claim(ids, limit, statuses)
     if claimed:
         # One SELECT for the batch; each _process_one then finds its row in the session.
-        loaded = db.session.scalars(  # held, so the session keeps them
+        # The priorities too, so each new call's get_priority is an identity-map hit.
+        held = db.session.scalars(  # held, so the session keeps them for the batch
             sa.select(InboundMessage).where(InboundMessage.id.in_(claimed)).execution_options(populate_existing=True)
-        ).all()
+        ).all() + db.session.scalars(sa.select(Priority)).all()
     for inbound_id in claimed:
         results.append(_process_one(inbound_id))
     return results
