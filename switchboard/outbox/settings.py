@@ -390,11 +390,22 @@ def is_opted_out(person) -> bool:
     return db.session.get(MailOptOut, person.id) is not None
 
 
+OPT_OUTS_READ_WHOLE = 2000
+
+
 def opted_out_ids(person_ids) -> set[int]:
     ids = {i for i in person_ids if i is not None}
     if not ids:
         return set()
     cache = transaction_cache()
+    if "all_opted_out" not in cache:
+        # Opt-outs are few: read them all once per transaction when there are at most
+        # OPT_OUTS_READ_WHOLE, else ask per person.
+        with db.session.no_autoflush:
+            rows = set(db.session.scalars(sa.select(MailOptOut.person_id).limit(OPT_OUTS_READ_WHOLE + 1)))
+        cache["all_opted_out"] = rows if len(rows) <= OPT_OUTS_READ_WHOLE else None
+    if cache["all_opted_out"] is not None:
+        return ids & cache["all_opted_out"]
     known = cache.setdefault("opted_out", {})  # person id -> opted out?
     missing = ids - known.keys()
     if missing:
