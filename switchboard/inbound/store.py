@@ -6,6 +6,7 @@ separate step (`switchboard.inbound.process`), so a failure there loses
 nothing. Storing the same message again is harmless: it is recognised by its
 fingerprint within the account's scope and only counted."""
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -75,10 +76,9 @@ def store_message(
     key = fingerprint(raw, headers)
     sha = blob_store.put(raw)
     session = db.session
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     row_id = session.execute(
-        insert(InboundMessage)
-        .values(
+        _insert_statement(session.get_bind().dialect.name),
+        dict(
             scope=scope,
             fingerprint=key,
             raw_sha256=sha,
@@ -95,9 +95,7 @@ def store_message(
             status=InboundStatus.NEW,
             outcome="",
             attempts=0,
-        )
-        .on_conflict_do_nothing(index_elements=["scope", "fingerprint"])
-        .returning(InboundMessage.id)
+        ),
     ).scalar()
     if row_id is not None:
         return Stored(row_id, duplicate=False)
@@ -108,6 +106,18 @@ def store_message(
         .returning(InboundMessage.id)
     ).scalar_one()
     return Stored(existing, duplicate=True)
+
+
+@functools.cache
+def _insert_statement(dialect: str):
+    """Built once per dialect: the values come as parameters, so each store
+    skips building (and coercing) a 17-column statement."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(InboundMessage.__table__)
+        .on_conflict_do_nothing(index_elements=["scope", "fingerprint"])
+        .returning(InboundMessage.__table__.c.id)
+    )
 
 
 def _address_of(from_header: str) -> str | None:
