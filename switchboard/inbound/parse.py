@@ -739,7 +739,8 @@ class _ReusingPolicy(email.policy.EmailPolicy):
     objects are immutable, so sharing them is safe."""
 
     def header_fetch_parse(self, name, value):
-        if hasattr(value, "name") or type(value) is not str or type(name) is not str:
+        if (hasattr(value, "name") or type(value) is not str or type(name) is not str
+                or len(value) > _CACHED_HEADER_MAX):
             return super().header_fetch_parse(name, value)
         return _parsed_header(self.header_factory, name, value)
 
@@ -751,6 +752,8 @@ def _parsed_header(factory, name: str, value: str):
 
 
 _HEADER_LINE_BREAKS = re.compile(r"\n|\r")
+# Long values are rare and not worth keeping: the cache stays a few MB at most.
+_CACHED_HEADER_MAX = 512
 _MODERN_POLICY = _ReusingPolicy()
 
 
