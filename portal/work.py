@@ -4,10 +4,10 @@ groups, with counts."""
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import Blueprint, render_template
 
 from portal.auth import current_person
+from portal.pagination import count
 from switchboard.calls.queries import assigned_calls, group_queue_calls
 from switchboard.db import db
 from switchboard.requests.queries import assigned_tasks, awaiting_decision, group_queue_tasks
@@ -25,8 +25,7 @@ class Section:
 
 
 def _section(query) -> Section:
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    return Section(db.session.scalars(query.limit(SHOWN)).all(), total)
+    return Section(db.session.scalars(query.limit(SHOWN)).all(), count(query))
 
 
 @bp.route("/")

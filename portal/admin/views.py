@@ -8,6 +8,7 @@ from flask import Blueprint, flash, make_response, redirect, render_template, re
 from portal.auth import current_person
 from portal.admin.forms import ConfirmForm, GroupForm, MemberForm, NewPersonForm, PriorityNameForm
 from portal.forms import attempt
+from portal.pagination import paginate
 from switchboard.calls.admin import priorities, rename_priority
 from switchboard.db import db
 from switchboard.errors import InvalidInput
@@ -41,15 +42,12 @@ def people():
         query = query.where(
             sa.or_(Person.email.icontains(text, autoescape=True), Person.name.icontains(text, autoescape=True))
         )
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    everyone = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    found = paginate(query, PAGE_SIZE)
+    everyone = found.items
     return render_template(
         "admin/people.html",
         people=everyone,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        **found.template_args(),
         q=text,
         essential_only=opted_out_ids(p.id for p in everyone),
         confirm=ConfirmForm(formdata=None),

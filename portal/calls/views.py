@@ -6,7 +6,6 @@ and forms), without JS it redirects back to the page."""
 from dataclasses import dataclass
 from typing import Callable
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from portal.auth import current_person
@@ -23,6 +22,7 @@ from portal.calls.forms import (
 )
 from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
+from portal.pagination import paginate
 from switchboard.calls.models import Call, CallStatus
 from switchboard.calls.queries import SCOPES, STATUS_FILTERS, find_calls
 from switchboard.calls.services import (
@@ -37,7 +37,6 @@ from switchboard.calls.services import (
     resume_call,
     update_call,
 )
-from switchboard.db import db
 from switchboard.history.services import timeline
 from switchboard.outbox.manual import send_manual_mail
 from switchboard.people.services import find_or_create_customer
@@ -130,21 +129,15 @@ def index():
     text = request.args.get("q", "").strip()[:200]
     status = status if status in STATUS_FILTERS else "active"
     scope = scope if scope in SCOPES else "all"
-    page = request.args.get("page", 1, type=int)
-    page = max(page or 1, 1)
-    query = find_calls(me, status=status, scope=scope, text=text)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    calls = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    found = paginate(find_calls(me, status=status, scope=scope, text=text), PAGE_SIZE)
     filters = {"status": status, "scope": scope, "q": text}
     template = "calls/_results.html" if is_htmx() else "calls/list.html"
     return vary_on_htmx(
         _response(
             render_template(
                 template,
-                calls=calls,
-                total=total,
-                page=page,
-                pages=max(1, -(-total // PAGE_SIZE)),
+                calls=found.items,
+                **found.template_args(),
                 filters=filters,
                 statuses=list(STATUS_FILTERS),
                 scopes=SCOPES,

@@ -17,6 +17,7 @@ from portal.admin.forms import ConfirmForm
 from portal.attachments import safe_content_type
 from portal.htmx import is_htmx, vary_on_htmx
 from portal.mail.blueprint import PAGE_SIZE, bp
+from portal.pagination import paginate
 from switchboard.blobs import store
 from switchboard.db import db
 from switchboard.errors import InvalidTransition, NotFound
@@ -48,16 +49,12 @@ DOWNLOAD_POLICY = "default-src 'none'; sandbox"
 def inbound():
     filters = _filters()
     query = _query(filters)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    messages = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    found = paginate(query, PAGE_SIZE)
     template = "mail/_inbound_results.html" if is_htmx() else "mail/inbound.html"
     return vary_on_htmx(make_response(render_template(
         template,
-        messages=messages,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        messages=found.items,
+        **found.template_args(),
         filters=filters,
         statuses=STATUSES,
         status_labels=STATUS_LABELS,

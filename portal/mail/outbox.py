@@ -13,6 +13,7 @@ from portal.auth import current_person
 from portal.forms import attempt
 from portal.htmx import is_htmx, vary_on_htmx
 from portal.mail.blueprint import PAGE_SIZE, bp
+from portal.pagination import paginate
 from switchboard.db import db
 from switchboard.errors import NotFound
 from switchboard.outbox import catalogue, settings
@@ -37,16 +38,12 @@ def outbox():
         query = query.where(OutboxMessage.status == OutboxStatus(filters["status"]))
     if filters["type"]:
         query = query.where(OutboxMessage.message_type == int(filters["type"]))
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    rows = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    found = paginate(query, PAGE_SIZE)
     template = "mail/_outbox_results.html" if is_htmx() else "mail/outbox.html"
     return vary_on_htmx(make_response(render_template(
         template,
-        rows=rows,
-        total=total,
-        page=page,
-        pages=max(1, -(-total // PAGE_SIZE)),
+        rows=found.items,
+        **found.template_args(),
         filters=filters,
         statuses=STATUSES,
         status_labels=STATUS_LABELS,

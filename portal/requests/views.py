@@ -6,12 +6,12 @@ the request's fragment back."""
 from dataclasses import dataclass
 from typing import Callable
 
-import sqlalchemy as sa
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from portal.auth import current_person
 from portal.forms import attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
+from portal.pagination import paginate
 from portal.requests.forms import (
     ApproveForm,
     CompleteForm,
@@ -20,7 +20,6 @@ from portal.requests.forms import (
     NoteForm,
     RejectForm,
 )
-from switchboard.db import db
 from switchboard.history.services import timeline
 from switchboard.people.services import find_or_create_customer
 from switchboard.permissions import allowed
@@ -94,19 +93,14 @@ def index():
     text = request.args.get("q", "").strip()[:200]
     status = status if status in STATUS_FILTERS else "active"
     scope = scope if scope in SCOPES else "all"
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = find_requests(me, status=status, scope=scope, text=text)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    items = db.session.scalars(query.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    found = paginate(find_requests(me, status=status, scope=scope, text=text), PAGE_SIZE)
     template = "requests/_results.html" if is_htmx() else "requests/list.html"
     return vary_on_htmx(
         make_response(
             render_template(
                 template,
-                requests=items,
-                total=total,
-                page=page,
-                pages=max(1, -(-total // PAGE_SIZE)),
+                requests=found.items,
+                **found.template_args(),
                 filters={"status": status, "scope": scope, "q": text},
                 statuses=list(STATUS_FILTERS),
                 scopes=SCOPES,

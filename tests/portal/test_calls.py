@@ -187,3 +187,19 @@ def test_call_list_filters_and_htmx_results(login, people):
     assert is_fragment(page) and "VPN drops" in page and "Mail slow" not in page
     assert "HX-Request" in response.headers["Vary"]
     assert "No calls match." in portal.get("/calls/?status=closed").get_data(as_text=True)
+
+
+def test_call_list_pages_through_more_calls_than_fit_one_page(login, people):
+    from portal.calls.views import PAGE_SIZE
+
+    for n in range(PAGE_SIZE + 3):
+        log_call(people["anna"], f"Ticket number {n:03d}", customer=people["carol"])
+    db.session.commit()
+    portal = login("anna")
+    first = portal.get("/calls/?status=all").get_data(as_text=True)
+    second = portal.get("/calls/?status=all&page=2").get_data(as_text=True)
+    on_first = set(re.findall(r"Ticket number (\d{3})", first))
+    on_second = set(re.findall(r"Ticket number (\d{3})", second))
+    assert len(on_first) == PAGE_SIZE and len(on_second) == 3
+    assert not on_first & on_second
+    assert f"{PAGE_SIZE + 3}" in first  # the total is shown
