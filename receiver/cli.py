@@ -13,6 +13,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from switchboard.cli import password_from_stdin
 from switchboard.db import db
 from switchboard.errors import DeskError
 
@@ -225,9 +226,7 @@ def add_account(name, protocol, addresses, host, port, security, username, passw
 
     password = None
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise click.ClickException("--password-stdin: stdin gave no password.")
+        password = password_from_stdin()
     settings = dict(
         addresses=addresses, host=host, port=port, username=username, password=password,
         allow_new_calls=not no_new_calls, unknown_senders="reject" if reject_unknown_senders else "create",

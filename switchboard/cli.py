@@ -22,6 +22,15 @@ def register(app) -> None:
     register_outbox(app)
 
 
+def password_from_stdin() -> str:
+    """The `--password-stdin` of the mail account and server commands: one line,
+    never empty. Never from argv: it would show in `ps` and shell history."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise click.ClickException("--password-stdin: stdin gave no password.")
+    return password
+
+
 def _read_password(prompt: bool) -> str:
     # Never from argv: it would show in `ps` and shell history.
     if sys.stdin.isatty() and prompt:

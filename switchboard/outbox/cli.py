@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from switchboard.cli import password_from_stdin
 from switchboard.db import db
 from switchboard.errors import DeskError
 
@@ -119,9 +120,7 @@ def add_server(name, host, port, security, username, password_stdin, from_addres
     if username and not password_stdin:
         raise click.ClickException("--username needs the password on stdin: add --password-stdin.")
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
-            raise click.ClickException("--password-stdin: stdin gave no password.")
+        password = password_from_stdin()
     try:
         server = add(name, host, port=port, security=security, username=username, password=password,
                      from_address=from_address, from_name=from_name, priority=priority,

@@ -61,6 +61,9 @@ def test_add_refuses_what_cannot_work_and_says_why(app, desk_accounts, tmp_path)
     no_password = runner.invoke(args=["mail", "accounts", "add", "--name", "x", "--protocol", "imap",
                                       "--host", "imap.example.org", "--username", "x"])
     assert no_password.exit_code != 0 and "--password-stdin" in no_password.output
+    empty = runner.invoke(args=["mail", "accounts", "add", "--name", "x", "--protocol", "imap", "--host", "h",
+                                "--username", "x", "--password-stdin"], input="\n")
+    assert empty.exit_code != 0 and "stdin gave no password" in empty.output
     pop_move = runner.invoke(args=["mail", "accounts", "add", "--name", "x", "--protocol", "pop3", "--host", "h",
                                    "--username", "x", "--password-stdin", "--after", "move"], input="pw\n")
     assert pop_move.exit_code != 0 and "POP3 has no folders" in pop_move.output
