@@ -28,32 +28,28 @@ def render_error(status: int, message: str | None = None):
     return render_template("errors/page.html", status=status, title=title, message=message or default), status
 
 
+# A domain error the views let through becomes the page its kind calls for.
+DOMAIN_ERRORS = {NotFound: 404, PermissionDenied: 403, InvalidTransition: 409, InvalidInput: 400}
+
+
 def register(app) -> None:
+    def http_error(exc):
+        # Only a 400's description is ours to show (e.g. a missing CSRF token).
+        return render_error(exc.code, exc.description if exc.code == 400 else None)
+
     for status in PAGES:
         if status != 500:
-            app.register_error_handler(status, lambda exc, status=status: render_error(status, getattr(exc, "description", None) if status == 400 else None))
+            app.register_error_handler(status, http_error)
 
     @app.errorhandler(500)
     def internal_error(_exc):
         db.session.rollback()
         return render_error(500)
 
-    @app.errorhandler(NotFound)
-    def not_found(exc):
+    def domain_error(exc):
         db.session.rollback()
-        return render_error(404, exc.message)
+        status = next(DOMAIN_ERRORS[kind] for kind in type(exc).__mro__ if kind in DOMAIN_ERRORS)
+        return render_error(status, exc.message)
 
-    @app.errorhandler(PermissionDenied)
-    def forbidden(exc):
-        db.session.rollback()
-        return render_error(403, exc.message)
-
-    @app.errorhandler(InvalidTransition)
-    def conflict(exc):
-        db.session.rollback()
-        return render_error(409, exc.message)
-
-    @app.errorhandler(InvalidInput)
-    def bad_input(exc):
-        db.session.rollback()
-        return render_error(400, exc.message)
+    for error in DOMAIN_ERRORS:
+        app.register_error_handler(error, domain_error)
