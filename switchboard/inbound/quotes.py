@@ -26,14 +26,15 @@ _ORIGINAL_MESSAGE = re.compile(
 )
 _SEPARATOR_LINE = re.compile(r"^\s*(_{10,}|-{10,}|={10,})\s*$")
 # The words mail clients end an attribution line with ("On <date>, <name> wrote:").
-_WROTE = re.compile(
-    r"(wrote|writes|schrieb|schreef|a écrit|a ecrit|escribió|escribio|escreveu|ha scritto|skrev|"
-    r"kirjoitti|napisał\(a\)|napisała|napisał|napsal\(a\)|napsal|írta|написал\(а\)|написала|написал|"
-    r"пишет|yazdı|έγραψε|כתב|写道|のメッセージ|님이 작성)\s*:?\s*$",
-    re.IGNORECASE,
+_WROTE_WORDS = (
+    "wrote", "writes", "schrieb", "schreef", "a écrit", "a ecrit", "escribió", "escribio", "escreveu",
+    "ha scritto", "skrev", "kirjoitti", "napisał(a)", "napisała", "napisał", "napsal(a)", "napsal", "írta",
+    "написал(а)", "написала", "написал", "пишет", "yazdı", "έγραψε", "כתב", "写道", "のメッセージ", "님이 작성",
 )
+_WROTE = re.compile("(" + "|".join(map(re.escape, _WROTE_WORDS)) + r")\s*:?\s*$", re.IGNORECASE)
 # German, Dutch and Scandinavian clients put the name after the verb: "Am ... schrieb Ann <a@b>:"
 _WROTE_BEFORE_NAME = re.compile(r"\d.*\b(schrieb|schreef|skrev|napsal)\b[^:]{0,150}:\s*$", re.IGNORECASE)
+_DIGIT_OR_AT = re.compile(r"\d|@")
 _ATTRIBUTION_START = re.compile(
     r"^\s*(on|am|le|el|em|il|op|den|w dniu|dne|в|на|le\s+\w+|\d|\w+,\s*\d)", re.IGNORECASE)
 # Yandex, mail.ru and others: `26.06.2014, 14:41, "Alexander L" <a@example.com>:`
@@ -58,21 +59,27 @@ def _is_quoted(line: str) -> bool:
 def _attribution_length(lines: list[str], index: int) -> int:
     """Number of lines (1-3) of an "On ... wrote:" attribution starting at `index`, else 0."""
     joined = ""
-    first = lines[index].strip()
-    # A wrapped attribution starts like one; "Hello" above "On ... wrote:" is not part of it.
-    may_wrap = bool(_ATTRIBUTION_START.match(first) or re.search(r"\d|@", first)) and not first.endswith(
-        (".", "!", "?"))
     for length in range(1, 4):
-        if index + length > len(lines) or (length > 1 and not may_wrap):
+        if index + length > len(lines):
             break
+        if length == 2:
+            # A wrapped attribution starts like one; "Hello" above "On ... wrote:" is not part of it.
+            first = lines[index].strip()
+            if first.endswith((".", "!", "?")) or not (_ATTRIBUTION_START.match(first) or _DIGIT_OR_AT.search(first)):
+                break
         line = lines[index + length - 1]
         if not line.strip() or _is_quoted(line):
             break
         joined = (joined + " " + line.strip()).strip()
         if len(joined) > 300:
             break
+        # Every attribution ends in a colon or a "wrote" word: checking that first spares
+        # the searches below on the other lines (they were most of a long reply's cost).
+        end = joined.rstrip(": \t")
+        if not (joined.endswith(":") or end.lower().endswith(_WROTE_WORDS)):
+            continue
         if (_WROTE.search(joined) or _WROTE_BEFORE_NAME.search(joined)) and (
-                _ATTRIBUTION_START.match(joined) or re.search(r"\d|@", joined)):
+                _ATTRIBUTION_START.match(joined) or _DIGIT_OR_AT.search(joined)):
             return length
         if length == 1 and _DATED_COLON.match(joined) and _next_is_quote(lines, index + 1):
             return 1
