@@ -4,7 +4,7 @@ Bytes are keyed by their SHA-256, so the same file sent twice is stored once.
 By default they live in the database, written in the same transaction as the
 record that owns them: every host sees them and nothing is half-written.
 `BlobStore` is the one interface; an object-storage backend would implement
-the same two methods."""
+the same methods."""
 
 import hashlib
 
@@ -45,6 +45,11 @@ class DatabaseBlobStore:
             .on_conflict_do_nothing(index_elements=["sha256"])
         )
         return sha
+
+    def get_many(self, shas) -> dict[str, bytes]:
+        """The stored bytes of each of `shas` that is stored, in one query."""
+        rows = db.session.execute(sa.select(Blob.sha256, Blob.data).where(Blob.sha256.in_(set(shas))))
+        return {sha: data for sha, data in rows}
 
     def get(self, sha: str) -> bytes:
         data = db.session.scalar(sa.select(Blob.data).where(Blob.sha256 == sha))

@@ -1,11 +1,13 @@
 """The one database handle, with a naming convention so constraint names are
-stable across SQLite and PostgreSQL (Alembic needs stable names)."""
+stable across SQLite and PostgreSQL (Alembic needs stable names); a cache
+that lives as long as the current transaction; and batched writes."""
 
+import contextlib
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -21,6 +23,83 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# -- per-transaction cache ---------------------------------------------------------------------
+# Acting on a batch of mail asks the same few questions (is this type of mail on, who is this
+# sender) once per message. Answers are kept in the session for the current transaction only.
+
+_CACHE_KEY = "switchboard.transaction_cache"
+
+
+def transaction_cache() -> dict:
+    """A dict that lives until the current transaction of db.session ends: a commit or
+    any rollback (a savepoint's too) forgets it; a savepoint's commit keeps it."""
+    info = db.session().info
+    cache = info.get(_CACHE_KEY)
+    if cache is None:
+        cache = info[_CACHE_KEY] = {}
+    return cache
+
+
+def forget_transaction_cache(session=None) -> None:
+    """For a writer whose change makes what is cached wrong."""
+    (session or db.session()).info.pop(_CACHE_KEY, None)
+
+
+def _forget_at_end(session, transaction) -> None:
+    if transaction.parent is None:  # the outermost one: commit or rollback
+        forget_transaction_cache(session)
+
+
+sa.event.listen(Session, "after_transaction_end", _forget_at_end)
+sa.event.listen(Session, "after_soft_rollback", lambda session, *_: forget_transaction_cache(session))
+
+
+# -- batched writes ----------------------------------------------------------------------------
+# A service flushes before it returns, so its caller sees ids. Flushing is the dearest part of
+# acting on mail (the unit of work runs once per flush), so the inbound pipeline acts on a
+# whole batch inside `batched_writes()`: there the services' flushes wait, and the rows of the
+# batch are written together at its end, many rows per INSERT.
+
+_BATCHED = "switchboard.batched_writes"
+
+
+def flush() -> None:
+    """What a service calls to flush: at once, or at the end of the enclosing batched_writes()."""
+    if not db.session().info.get(_BATCHED):
+        db.session.flush()
+
+
+@contextlib.contextmanager
+def batched_writes():
+    """Writes inside wait for one flush when the block ends (not when it raises), and so
+    do the handlers of events emitted inside (switchboard.events): they run after that
+    flush, when the new rows have ids, and what they write is flushed together too.
+    Autoflush is off inside: a query does not see rows added in the block, and new rows
+    have no id yet. Code inside must not depend on either (see inbound/process.py)."""
+    from switchboard import events  # here: the package imports this module first
+
+    session = db.session()
+    if session.info.get(_BATCHED):
+        yield
+        return
+    with events.held() as held:
+        with _flushing_at_end(session):
+            yield
+        while held.waiting:
+            with _flushing_at_end(session):
+                held.release()
+
+
+@contextlib.contextmanager
+def _flushing_at_end(session):
+    session.info[_BATCHED] = True
+    try:
+        with session.no_autoflush:
+            yield
+    finally:
+        session.info.pop(_BATCHED, None)
+    session.flush()
 
 
 def utcnow() -> datetime:

@@ -4,6 +4,8 @@ Services call `emit` after they have changed a record; handlers run at once,
 in the same transaction, so a notification row exists exactly when the change
 does. Handlers must not commit. The domain stays unaware of who listens."""
 
+import contextlib
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -30,6 +32,43 @@ def subscribe(event: str, handler: Callable) -> None:
         _handlers[event].append(handler)
 
 
+_local = threading.local()
+
+
+class HeldEvents:
+    """Events emitted inside `held()`, waiting for `release()`."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[str, dict]] = []
+
+    def release(self) -> None:
+        """Runs the handlers of the waiting events, in the order they were emitted."""
+        waiting, self.waiting = self.waiting, []
+        for event, details in waiting:
+            _run(event, details)
+
+
+@contextlib.contextmanager
+def held():
+    """Within this block (in this thread) `emit` only notes the event; the caller
+    releases them later in the same transaction, for instance once the rows they
+    concern have ids (the inbound pipeline's batched writes)."""
+    previous = getattr(_local, "held", None)
+    _local.held = holder = HeldEvents()
+    try:
+        yield holder
+    finally:
+        _local.held = previous
+
+
 def emit(event: str, **details) -> None:
+    holder = getattr(_local, "held", None)
+    if holder is not None:
+        holder.waiting.append((event, details))
+        return
+    _run(event, details)
+
+
+def _run(event: str, details: dict) -> None:
     for handler in list(_handlers.get(event, ())):
         handler(**details)

@@ -3,7 +3,7 @@
 flushes; the caller (a web request, an inbound message, a job) commits."""
 
 from switchboard.calls.models import DEFAULT_PRIORITY_ID, Call, CallStatus, Priority
-from switchboard.db import db, utcnow
+from switchboard.db import db, flush, utcnow
 from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.history.models import EntryKind
@@ -64,7 +64,6 @@ def log_call(
         updated_at=now,
     )
     db.session.add(call)
-    db.session.flush()
     record(
         call,
         EntryKind.LOGGED,
@@ -78,9 +77,8 @@ def log_call(
     if analyst or group:
         record(call, EntryKind.FORWARD, actor, _assignment_line(analyst, group), details=_assignment(analyst, group),
                flush=False)
+    flush()  # the handlers of call_logged need its id (within batched writes it comes later)
     emit("call_logged", call=call, actor=actor)
-    # The entries go with the notification's flush; this one is for when no mail was queued.
-    db.session.flush()
     return call
 
 
@@ -238,7 +236,7 @@ def _responded(call: Call, actor) -> None:
 
 def _touch(call: Call) -> None:
     call.updated_at = utcnow()
-    db.session.flush()
+    flush()
 
 
 def _assignment(analyst, group) -> dict:

@@ -50,6 +50,11 @@ class HistoryEntry(db.Model):
     details: Mapped[dict | None] = mapped_column(sa.JSON)
 
     author = relationship("Person")
+    # The owners as objects too, so an entry can be added to a call that has no id yet
+    # (history.services.record inside batched writes).
+    call = relationship("Call")
+    request = relationship("Request")
+    task = relationship("Task")
     attachments = relationship(
         "Attachment", back_populates="entry", order_by="Attachment.id", cascade="all, delete-orphan"
     )

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from switchboard.blobs import store
-from switchboard.db import db
+from switchboard.db import db, flush as flush_writes
 from switchboard.history.models import Attachment, EntryKind, HistoryEntry
 
 
@@ -39,10 +39,8 @@ def record(
         internal=internal,
         details=details,
     )
-    owner_column = {"call": "call_id", "service_request": "request_id", "task": "task_id"}[
-        owner.__tablename__
-    ]
-    setattr(entry, owner_column, owner.id)
+    owner_attribute = {"call": "call", "service_request": "request", "task": "task"}[owner.__tablename__]
+    setattr(entry, owner_attribute, owner)
     for item in attachments:
         sha = store.put(item.data)
         entry.attachments.append(
@@ -56,7 +54,7 @@ def record(
         )
     db.session.add(entry)
     if flush:
-        db.session.flush()
+        flush_writes()
     return entry
 
 

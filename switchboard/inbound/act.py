@@ -5,6 +5,7 @@ In-Reply-To/References naming a mail we sent, then the subject keywords,
 else a new call where the account allows it. The sender must be allowed to
 do what it asks; approvals also need proof that the mail is genuine."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -43,10 +44,15 @@ SUMMARY_ACTIONS = {"summary_calls", "summary_requests", "summary_tasks"}
 @dataclass
 class Outcome:
     status: InboundStatus
-    text: str
+    # What happened, for the inbound log. A callable where it names a record made just now:
+    # acting in batched writes, the record has its id (and so its ref) only after the batch.
+    text: str | Callable[[], str]
     record: object = None
     reply_needed: bool = False  # a rejection the sender should hear about
     details: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        return self.text() if callable(self.text) else self.text
 
 
 def act(inbound: InboundMessage, msg: ParsedMessage) -> Outcome:
@@ -211,7 +217,7 @@ def _log_new_call(inbound, msg, sender, account, command) -> Outcome:
         source="email",
         attachments=_attachments(msg),
     )
-    return Outcome(InboundStatus.PROCESSED, f"Logged {call.ref}.", call, details={"new_call": True})
+    return Outcome(InboundStatus.PROCESSED, lambda: f"Logged {call.ref}.", call, details={"new_call": True})
 
 
 def _latest_analyst(customer):

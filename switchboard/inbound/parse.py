@@ -757,6 +757,21 @@ _CACHED_HEADER_MAX = 512
 _MODERN_POLICY = _ReusingPolicy()
 
 
+def _single_part(normalised: bytes, policy) -> Message | None:
+    """Most mail is one text part: its headers parsed, its body taken whole. The email
+    package feeds a body through its parser line by line, which was most of the cost of
+    reading such a mail; the result is the same. None where the full parser is needed."""
+    head, separator, body = normalised.partition(b"\n\n")
+    if not separator or b"multipart/" in head.lower() or b"message/" in head.lower():
+        return None
+    msg = BytesParser(policy=policy).parsebytes(head + b"\n\n", headersonly=True)
+    if msg.get_payload() or msg.get_content_maintype() in ("multipart", "message"):
+        return None  # a line in the head that is not a header: let the parser decide what it is
+    # As the parser keeps a body: bytes as ASCII with the rest escaped, decoded per charset later.
+    msg.set_payload(body.decode("ascii", "surrogateescape"))
+    return msg
+
+
 def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> ParsedMessage:
     """Parse one raw mail. Raises only TypeError for input that is not bytes."""
     if isinstance(raw, (bytearray, memoryview)):
@@ -774,7 +789,7 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
         warnings.append("very many MIME parts: read with the simpler parser")
     for policy in policies:
         try:
-            msg = BytesParser(policy=policy).parsebytes(normalised)
+            msg = _single_part(normalised, policy) or BytesParser(policy=policy).parsebytes(normalised)
             if policy is _MODERN_POLICY and _broken_multiparts(msg):
                 # The modern parser reads some unquoted boundaries (with "=") wrongly.
                 old_style = BytesParser(policy=email.policy.compat32).parsebytes(normalised)

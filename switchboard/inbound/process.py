@@ -1,6 +1,11 @@
-"""Acting on stored messages, one savepoint each, so one bad message never
-stops the ones after it and a failure leaves the stored message intact,
-marked failed with its traceback for an admin to reprocess.
+"""Acting on stored messages. A batch is acted on together first: its
+messages in order, inside batched writes (switchboard.db), so the calls,
+timeline entries and notifications of the whole batch are written with a
+few statements instead of several per message. Should anything in it fail,
+the batch is undone and acted on again one message at a time, each in its
+own savepoint, so one bad message never stops the ones after it and a
+failure leaves the stored message intact, marked failed with its traceback
+for an admin to reprocess.
 
 Claiming is one statement (`UPDATE ... WHERE id IN (SELECT ... [FOR UPDATE
 SKIP LOCKED]) RETURNING`), so the receiver's own processing and a sweep by
@@ -15,11 +20,12 @@ from flask import current_app
 
 from switchboard.blobs import store as blob_store
 from switchboard.calls.models import Priority
-from switchboard.db import db, utcnow
-from switchboard.inbound.act import act
+from switchboard.db import batched_writes, db, utcnow
+from switchboard.inbound.act import Outcome, act
 from switchboard.inbound.models import InboundMessage, InboundStatus
 from switchboard.inbound.parse import parse_message
 from switchboard.inbound.replies import queue_rejection
+from switchboard.people.services import look_up_people
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +59,24 @@ def process_batch(ids: list[int] | None = None, *, limit: int = 50, reprocess: b
     """Acts on up to `limit` new messages (or the given ones) in the current
     transaction; the caller commits. `reprocess` also takes failed ones."""
     statuses = [InboundStatus.NEW] + ([InboundStatus.FAILED] if reprocess else [])
-    results = []
     claimed = _claim(ids, limit, statuses)
-    if claimed:
-        # One SELECT for the batch; each _process_one then finds its row in the session.
-        # The priorities too, so each new call's get_priority is an identity-map hit.
-        held = db.session.scalars(  # held, so the session keeps them for the batch
-            sa.select(InboundMessage).where(InboundMessage.id.in_(claimed)).execution_options(populate_existing=True)
-        ).all() + db.session.scalars(sa.select(Priority)).all()
-    for inbound_id in claimed:
-        results.append(_process_one(inbound_id))
-    return results
+    if not claimed:
+        return []
+    # One SELECT for the batch, so each message is then found in the session; the
+    # priorities too, so each new call's get_priority is an identity-map hit.
+    held = db.session.scalars(  # held, so the session keeps them for the batch
+        sa.select(InboundMessage).where(InboundMessage.id.in_(claimed)).execution_options(populate_existing=True)
+    ).all() + db.session.scalars(sa.select(Priority)).all()
+    savepoint = db.session.begin_nested()
+    try:
+        results = _act_together(claimed)
+    except Exception:
+        savepoint.rollback()
+        log.info("acting on %d message(s) together failed; acting on each alone", len(claimed), exc_info=True)
+    else:
+        savepoint.commit()
+        return results
+    return [_process_one(inbound_id) for inbound_id in claimed]
 
 
 def process_pending(*, batch: int = 50, max_messages: int | None = None) -> list[Result]:
@@ -79,6 +92,22 @@ def process_pending(*, batch: int = 50, max_messages: int | None = None) -> list
     return results
 
 
+def _act_together(claimed: list[int]) -> list[Result]:
+    limit = current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024)
+    messages = [db.session.get(InboundMessage, inbound_id) for inbound_id in claimed]
+    raws = blob_store.get_many(m.raw_sha256 for m in messages)
+    parsed = [parse_message(raws[m.raw_sha256], limit) for m in messages]
+    look_up_people(msg.from_address for msg in parsed if msg.from_address)
+    done = []
+    with batched_writes():
+        for inbound, msg in zip(messages, parsed):
+            outcome = act(inbound, msg)
+            reply = queue_rejection(inbound, msg.from_address, outcome.text, msg.subject) if outcome.reply_needed else None
+            done.append((inbound, outcome, reply))
+    # Written now: the new records have their ids.
+    return [_settle(inbound, outcome, reply) for inbound, outcome, reply in done]
+
+
 def _process_one(inbound_id: int) -> Result:
     inbound = db.session.get(InboundMessage, inbound_id)
     savepoint = db.session.begin_nested()
@@ -86,9 +115,8 @@ def _process_one(inbound_id: int) -> Result:
         raw = blob_store.get(inbound.raw_sha256)
         msg = parse_message(raw, current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024))
         outcome = act(inbound, msg)
-        text = outcome.text
-        if outcome.reply_needed:
-            text += f" ({queue_rejection(inbound, msg.from_address, outcome.text, msg.subject)})"
+        reply = queue_rejection(inbound, msg.from_address, outcome.text, msg.subject) if outcome.reply_needed else None
+        result = _settle(inbound, outcome, reply)
         savepoint.commit()
     except Exception:
         savepoint.rollback()
@@ -99,6 +127,14 @@ def _process_one(inbound_id: int) -> Result:
         inbound.processed_at = utcnow()
         log.exception("inbound message %s failed", inbound_id)
         return Result(inbound_id, "failed", inbound.outcome)
+    return result
+
+
+def _settle(inbound: InboundMessage, outcome: Outcome, reply: str | None) -> Result:
+    """Keeps the outcome on the message."""
+    text = outcome.describe()
+    if reply is not None:
+        text += f" ({reply})"
     inbound.status = outcome.status
     inbound.outcome = text[:4000]
     inbound.error = None
@@ -107,4 +143,4 @@ def _process_one(inbound_id: int) -> Result:
     if record is not None:
         column = {"call": "call_id", "service_request": "request_id", "task": "task_id"}[record.__tablename__]
         setattr(inbound, column, record.id)
-    return Result(inbound_id, outcome.status.value, inbound.outcome)
+    return Result(inbound.id, outcome.status.value, inbound.outcome)

@@ -35,6 +35,9 @@ def queue_rejection(inbound, to_address: str | None, reason: str, subject: str) 
             OutboxMessage.created_at >= since,
         )
     )
+    # Rejections queued in this transaction and not flushed yet (a batch in batched writes).
+    recent += sum(1 for row in db.session.new if isinstance(row, OutboxMessage)
+                  and row.message_type == catalogue.EMAIL_REJECTED and row.to == [to_address.strip().lower()])
     if recent >= REJECTIONS_PER_SENDER_PER_HOUR:
         return f"no reply: {to_address} had {recent} rejections in the last hour"
     queue_mail(

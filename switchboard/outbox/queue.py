@@ -8,10 +8,9 @@ import weakref
 import sqlalchemy as sa
 from flask import current_app
 
-from switchboard.db import db, utcnow
+from switchboard.db import db, flush, transaction_cache, utcnow
 from switchboard.outbox.compose import new_message_id, new_reply_token
 from switchboard.outbox.models import OutboxMessage, OutboxStatus
-from switchboard.outbox.settings import transaction_cache
 
 
 def mail_domain() -> str:
@@ -106,7 +105,7 @@ def queue_mail(
         **_record_columns(record),
     )
     db.session.add(row)
-    db.session.flush()
+    flush()
     if record is not None:
         new_records = transaction_cache().get("new_records")
         if new_records is not None and record in new_records:

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from switchboard.db import db, utcnow
+from switchboard.db import db, forget_transaction_cache, transaction_cache, utcnow
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.outbox import catalogue
 from switchboard.outbox.catalogue import MessageType, Recipient, TemplateSet
@@ -64,34 +63,9 @@ class NotificationRule:
 
 # -- per-transaction cache ---------------------------------------------------------------------
 # Acting on a batch of mail asks the same few questions (is this type on, which switches,
-# who opted out) once per message. The answers are kept in the session for the current
-# transaction only: a commit or any rollback forgets them, and so does any change made by
-# this module (the only writer of these tables).
-
-_CACHE_KEY = "switchboard.outbox.settings.cache"
-
-
-def transaction_cache() -> dict:
-    """A dict that lives until the current transaction of db.session ends."""
-    info = db.session().info
-    cache = info.get(_CACHE_KEY)
-    if cache is None:
-        cache = info[_CACHE_KEY] = {}
-    return cache
-
-
-def _forget(session, *_) -> None:
-    session.info.pop(_CACHE_KEY, None)
-
-
-def _forget_at_end(session, transaction) -> None:
-    if transaction.parent is None:  # the outermost one: commit or rollback
-        _forget(session)
-
-
-# A savepoint's commit keeps what was learnt; any rollback (a savepoint's too) forgets it.
-sa.event.listen(Session, "after_transaction_end", _forget_at_end)
-sa.event.listen(Session, "after_soft_rollback", _forget)
+# who opted out) once per message. The answers are kept in switchboard.db's transaction cache:
+# a commit or any rollback forgets them, and so does any change made by this module (the only
+# writer of these tables).
 
 
 def notification_rule(message_type) -> NotificationRule:
@@ -144,7 +118,7 @@ def set_notification(message_type, actor, *, enabled: bool | None = None,
         row.recipients = [r.value for r in dict.fromkeys(chosen)]
     row.updated_at = utcnow()
     db.session.flush()
-    _forget(db.session())
+    forget_transaction_cache()
     return notification_rule(info.type)
 
 
@@ -155,7 +129,7 @@ def reset_notification(message_type, actor) -> NotificationRule:
     db.session.execute(sa.delete(NotificationSetting).where(
         NotificationSetting.message_type == info.number))
     db.session.flush()
-    _forget(db.session())
+    forget_transaction_cache()
     return notification_rule(info.type)
 
 
@@ -187,7 +161,7 @@ def set_switch(name: str, enabled: bool, actor) -> None:
     else:
         row.enabled, row.updated_at = enabled, utcnow()
     db.session.flush()
-    _forget(db.session())
+    forget_transaction_cache()
 
 
 def mail_wanted(message_type) -> bool:
@@ -383,7 +357,7 @@ def set_mail_opt_out(person, opted_out: bool, actor) -> None:
     elif not opted_out and row is not None:
         db.session.delete(row)
     db.session.flush()
-    _forget(db.session())
+    forget_transaction_cache()
 
 
 def is_opted_out(person) -> bool:

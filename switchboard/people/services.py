@@ -5,7 +5,7 @@ import secrets
 from email import errors
 from email.headerregistry import Address
 
-from switchboard.db import db
+from switchboard.db import db, flush, transaction_cache
 from switchboard.errors import InvalidInput, NotFound
 from switchboard.people.models import Group, Person
 
@@ -32,12 +32,40 @@ def normalize_email(address: str) -> str:
     return parsed.addr_spec.lower()
 
 
+# email -> Person or None, for this transaction: filled by look_up_people and create_person.
+_KNOWN = "people_by_email"
+
+
 def find_person(email: str) -> Person | None:
     try:
         email = normalize_email(email)
     except InvalidInput:
         return None
+    known = transaction_cache().get(_KNOWN)
+    if known is not None and email in known:
+        person = known[email]
+        if person is None or person.email == email:
+            return person
     return db.session.scalar(db.select(Person).where(Person.email == email))
+
+
+def look_up_people(emails) -> None:
+    """Finds many people in one query, so that find_person answers from memory for
+    them (and for those not found) until the transaction ends: a batch of mail
+    looks up each sender once. People created meanwhile by create_person are found
+    too, even before they are flushed."""
+    wanted = set()
+    for email in emails:
+        try:
+            wanted.add(normalize_email(email))
+        except InvalidInput:
+            continue
+    known = transaction_cache().setdefault(_KNOWN, {})
+    missing = wanted - known.keys()
+    if missing:
+        found = {p.email: p for p in db.session.scalars(db.select(Person).where(Person.email.in_(missing)))}
+        for email in missing:
+            known[email] = found.get(email)
 
 
 def get_person(person_id: int) -> Person:
@@ -65,13 +93,17 @@ def create_person(
         is_analyst=analyst or admin,
         is_admin=admin,
         is_customer=customer,
+        active=True,  # set here, not left to the column default: batched writes read it before the flush
         session_version=1,
     )
     if password is not None:
         check_password_strength(password)
         person.set_password(password)
     db.session.add(person)
-    db.session.flush()
+    flush()
+    known = transaction_cache().get(_KNOWN)
+    if known is not None:
+        known[email] = person
     return person
 
 

@@ -3,7 +3,7 @@ services: permission first, then the change, the timeline, a flush."""
 
 from dataclasses import dataclass
 
-from switchboard.db import db, utcnow
+from switchboard.db import db, flush, utcnow
 from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.history.models import EntryKind
@@ -124,7 +124,7 @@ def _advance(request: Request, actor) -> list[Task]:
                 record(task, EntryKind.STATUS, actor, f"Status Pending → {task.status.label}")
                 started.append(task)
     _derive_status(request, actor)
-    db.session.flush()
+    flush()
     for task in started:
         emit("task_started", task=task, actor=actor)
     return started
@@ -208,7 +208,7 @@ def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = "",
     task.assigned_group = group
     parts = [p for p in (analyst.display_name if analyst else None, group.name if group else None) if p]
     entry = record(task, EntryKind.FORWARD, actor, "Forwarded to " + " / ".join(parts), note)
-    db.session.flush()
+    flush()
     emit("task_forwarded", task=task, actor=actor, entry=entry, notify=notify)
     return entry
 

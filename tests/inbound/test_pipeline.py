@@ -51,6 +51,15 @@ def deliver(raw, account=None, source="lmtp", envelope_from="carol@example.org")
     return db.session.get(InboundMessage, stored.inbound_id)
 
 
+def deliver_together(raws, account):
+    """Stores several mails, then acts on them in one batch."""
+    ids = [store_message(raw, source="lmtp", account=account, envelope_to=["help@desk.test"]).inbound_id
+           for raw in raws]
+    db.session.commit()
+    process_pending()
+    return [db.session.get(InboundMessage, i) for i in ids]
+
+
 def rejections():
     return db.session.query(OutboxMessage).filter_by(message_type=catalogue.EMAIL_REJECTED).all()
 
@@ -143,6 +152,33 @@ def test_rejections_are_rate_limited_per_sender(account):
     assert len(rejections()) == 3
     last = db.session.query(InboundMessage).order_by(InboundMessage.id.desc()).first()
     assert "no reply" in last.outcome
+
+
+def test_one_batch_of_mail_is_acted_on_as_if_one_by_one(account, people):
+    mine = log_call(people["carol"], "Keyboard")
+    db.session.commit()
+    rows = deliver_together([
+        mail("Log call: first", sender="Newcomer <new@example.net>"),
+        mail("Log call: second", sender="NEW@example.net"),  # the same new person, written otherwise
+        mail(f"Update call {mine.id}", "Still broken.\n\n> quoted"),
+        mail(f"Close call {mine.id}", "Works now"),
+        mail(f"Update call {mine.id}", "Too late: closed"),
+    ] + [mail(f"Update call {900 + n}", sender="pest@example.net") for n in range(5)], account)
+    first, second, update, close, late = rows[:5]
+    assert [r.status for r in rows[:4]] == [InboundStatus.PROCESSED] * 4
+    calls = [db.session.get(Call, r.call_id) for r in (first, second)]
+    assert [c.summary for c in calls] == ["first", "second"] and calls[0].id != calls[1].id
+    assert calls[0].customer is calls[1].customer and calls[0].customer.email == "new@example.net"
+    assert [first.outcome, second.outcome] == [f"Logged {c.ref}." for c in calls]
+    # Each new call's acknowledgement names it and carries it as its record.
+    acks = db.session.query(OutboxMessage).filter_by(message_type=catalogue.CALL_LOGGED).order_by(OutboxMessage.id)
+    assert [(a.call_id, a.context["call"]["ref"]) for a in acks if a.call_id != mine.id] == [
+        (c.id, c.ref) for c in calls]
+    assert [e.body for e in timeline(mine) if e.kind is EntryKind.EMAIL_IN] == ["Still broken."]
+    assert mine.status is CallStatus.CLOSED
+    assert late.status is InboundStatus.REJECTED and "closed" in late.outcome
+    # The limit on rejections holds within one batch too.
+    assert sum(r.to == ["pest@example.net"] for r in rejections()) == 3
 
 
 def test_reply_token_and_threading_headers_match_our_mail(account, people):
