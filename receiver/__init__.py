@@ -17,6 +17,9 @@ DEFAULTS = {
     # storing then waits for) and 10 on PostgreSQL. The sweep catches anything
     # left new (a crash, a restart) this often.
     "RECEIVER_PROCESS_BATCH": (0, int),
+    # Processes (forked from the receiver) that act on stored mail, so acting
+    # runs on another core than receiving; 0 acts in a thread of the receiver.
+    "RECEIVER_PROCESSES": (1, int),
     "RECEIVER_SWEEP_SECONDS": (60, float),
 }
 

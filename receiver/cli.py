@@ -52,17 +52,19 @@ def run_receiver():
 
     app = current_app._get_current_object()
     gate = WriteGate.for_app(app)
-    worker = ProcessingWorker(app, batch=process_batch_size(app),
-                              sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"], gate=gate)
+    worker = ProcessingWorker(app, batch=process_batch_size(app), sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"],
+                              gate=gate, processes=app.config["RECEIVER_PROCESSES"])
     server = LMTPServer(app, on_stored=worker.submit, gate=gate)
+    # Workers first: forked processes must be made before this process has other threads.
+    worker.start()
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
     except OSError as exc:
+        worker.stop()
         raise click.ClickException(f"cannot listen on {server.host}:{server.port}: {exc.strerror or exc}") from None
-    worker.start()
     click.echo(f"Receiving mail over LMTP on {server.host}:{server.port} "
                f"(messages up to {server.max_message_bytes} bytes). Ctrl-C stops.")
     try:

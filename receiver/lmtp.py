@@ -143,8 +143,13 @@ class StoreWriter:
         from switchboard.inbound.models import IncomingAccount
         from switchboard.inbound.store import store_message
 
+        accounts = {}  # held for the group: the session's identity map alone would let them go
+
         def store(raw, mail_from, account_id, addresses):
-            return store_message(raw, source="lmtp", account=db.session.get(IncomingAccount, account_id),
+            account = accounts.get(account_id)
+            if account is None:
+                account = accounts[account_id] = db.session.get(IncomingAccount, account_id)
+            return store_message(raw, source="lmtp", account=account,
                                  envelope_from=mail_from or None, envelope_to=addresses)
 
         new_ids: list[int] = []

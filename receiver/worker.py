@@ -1,9 +1,13 @@
 """Acting on stored mail in the background, so an acknowledgement never waits
-for it: a thread takes the ids the transports hand it, and a periodic sweep
-acts on anything still new (left by a crash, a restart or a full queue)."""
+for it: workers take the ids the transports hand them, and a periodic sweep
+acts on anything still new (left by a crash, a restart or a full queue).
+The workers are threads of the receiver or, to use more than one core (the
+receiver's own threads share one), processes forked from it."""
 
 import contextlib
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
@@ -22,26 +26,30 @@ def run_in_app(app, fn, *args, **kwargs):
             db.session.remove()
 
 
+_FORK = multiprocessing.get_context("fork")
+
+
 class WriteGate:
     """Puts storing mail (someone waits for the answer) before acting on it
-    (nobody does), within this process.
+    (nobody does), within the receiver and the worker processes it forks.
 
     Acting on mail waits while mail is being stored, and until storing has
     been quiet for `quiet` seconds, though never more than `max_wait` between
     its transactions: during a burst the acknowledgements stay fast and the
     acting catches up after. On SQLite the gate also lets one writing
     transaction at a time through: SQLite has one write lock per file, and
-    threads that collide on it wait in its busy handler, which sleeps in
-    growing steps (up to 100 ms); queuing here wakes the next writer at once."""
+    writers that collide on it wait in its busy handler, which sleeps in
+    growing steps (up to 100 ms); queuing here wakes the next writer at once.
+    Its state lives in shared memory, so forked workers obey it too."""
 
     def __init__(self, exclusive: bool, *, quiet: float = 0.02, max_wait: float = 0.25):
         self.exclusive = exclusive
         self.quiet = quiet
         self.max_wait = max_wait
-        self._cond = threading.Condition()
-        self._busy = False
-        self._urgent_waiting = 0
-        self._last_urgent = 0.0
+        self._cond = _FORK.Condition()
+        self._busy = _FORK.RawValue("b", 0)
+        self._urgent_waiting = _FORK.RawValue("i", 0)
+        self._last_urgent = _FORK.RawValue("d", 0.0)  # time.monotonic() is the same clock in every process
 
     @classmethod
     def for_app(cls, app) -> "WriteGate":
@@ -51,18 +59,18 @@ class WriteGate:
     def urgent(self):
         """For storing mail a client waits to hear about."""
         with self._cond:
-            self._last_urgent = time.monotonic()
-            self._urgent_waiting += 1
-            while self.exclusive and self._busy:
+            self._last_urgent.value = time.monotonic()
+            self._urgent_waiting.value += 1
+            while self.exclusive and self._busy.value:
                 self._cond.wait()
-            self._urgent_waiting -= 1
-            self._busy = self.exclusive
+            self._urgent_waiting.value -= 1
+            self._busy.value = self.exclusive
         try:
             yield
         finally:
             with self._cond:
-                self._busy = False
-                self._last_urgent = time.monotonic()
+                self._busy.value = False
+                self._last_urgent.value = time.monotonic()
                 self._cond.notify_all()
 
     @contextlib.contextmanager
@@ -72,64 +80,96 @@ class WriteGate:
             give_up_waiting = time.monotonic() + self.max_wait
             while True:
                 now = time.monotonic()
-                blocked = self._urgent_waiting > 0 or (self.exclusive and self._busy)
-                quiet_for = now - self._last_urgent
+                blocked = self._urgent_waiting.value > 0 or (self.exclusive and self._busy.value)
+                quiet_for = now - self._last_urgent.value
                 if not blocked and (quiet_for >= self.quiet or now >= give_up_waiting):
                     break
                 self._cond.wait(None if blocked else max(0.001, min(self.quiet - quiet_for, give_up_waiting - now)))
-            self._busy = self.exclusive
+            self._busy.value = self.exclusive
         try:
             yield
         finally:
             with self._cond:
-                self._busy = False
+                self._busy.value = False
                 self._cond.notify_all()
 
 
 class ProcessingWorker:
-    """One thread that acts on handed-in ids and, every `sweep_seconds`, on
-    anything still new. Each transaction takes at most `batch` messages, so on
+    """Acts on handed-in ids and, every `sweep_seconds`, on anything still
+    new: in one thread of this process, or in `processes` processes forked
+    from it (start it before any other thread, as forking copies only the
+    calling thread). Each transaction takes at most `batch` messages, so on
     SQLite storing never waits long behind it. Processing claims messages in
-    one statement, so a scheduler sweeping at the same time does no harm."""
+    one statement, so several workers, and a scheduler sweeping at the same
+    time, never act on the same message twice."""
 
-    def __init__(self, app, *, batch: int = 5, sweep_seconds: float = 60.0, gate: WriteGate | None = None):
+    def __init__(self, app, *, batch: int = 5, sweep_seconds: float = 60.0, gate: WriteGate | None = None,
+                 processes: int = 0):
         self.app = app
         self.batch = max(1, batch)
         self.sweep_seconds = sweep_seconds
         self.gate = gate or WriteGate(False, quiet=0)
-        # Bounded: when the desk falls behind, ids beyond this wait for the sweep.
-        self._queue: queue.Queue[int | None] = queue.Queue(maxsize=100_000)
-        self._stop = threading.Event()
+        self.processes = max(0, processes)
+        shared = _FORK if self.processes else None
+        # Lists of ids. Bounded: when the desk falls behind, ids beyond this wait for the sweep.
+        self._queue = shared.Queue(maxsize=10_000) if shared else queue.Queue(maxsize=10_000)
+        self._stop = shared.Event() if shared else threading.Event()
+        self._processed = _FORK.Value("q", 0)  # messages acted on, for tests and benchmarks
         self._thread: threading.Thread | None = None
+        self._children: list = []
         self._busy = threading.Lock()
-        self.processed = 0  # messages acted on, for tests and benchmarks
+
+    @property
+    def processed(self) -> int:
+        return self._processed.value
 
     def submit(self, ids) -> None:
-        for inbound_id in ids:
-            try:
-                self._queue.put_nowait(inbound_id)
-            except queue.Full:
-                return  # still new in the database: the sweep takes it
+        try:
+            self._queue.put_nowait(list(ids))
+        except queue.Full:
+            pass  # still new in the database: the sweep takes them
 
     def start(self) -> None:
         self._stop.clear()
+        if self.processes:
+            for number in range(self.processes):
+                child = _FORK.Process(target=self._child, name=f"inbound-processing-{number}", daemon=True)
+                child.start()
+                self._children.append(child)
+            return
         self._thread = threading.Thread(target=self._run, name="inbound-processing", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finishes the transaction in hand; anything still queued stays new for the next sweep."""
+        """Finishes the transactions in hand; anything still queued stays new for the next sweep."""
         self._stop.set()
-        try:
-            self._queue.put_nowait(None)  # wakes the thread now
-        except queue.Full:
-            pass
+        for _ in range(max(1, len(self._children))):
+            try:
+                self._queue.put_nowait(None)  # wakes a worker now
+            except queue.Full:
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        for child in self._children:
+            child.join(timeout)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+        self._children = []
 
-    def _run(self) -> None:
+    def _child(self) -> None:
+        parent = os.getppid()
+        with self.app.app_context():
+            # The parent's pooled connections must not be shared with it.
+            db.engine.dispose(close=False)
+        self._run(parent)
+
+    def _run(self, parent: int | None = None) -> None:
         next_sweep = time.monotonic()  # sweep at once: mail left from before a restart
         while not self._stop.is_set():
+            if parent is not None and os.getppid() != parent:
+                return  # the receiver is gone; what is new waits for the next one's sweep
             if time.monotonic() >= next_sweep:
                 self._guarded(self._sweep)
                 next_sweep = time.monotonic() + self.sweep_seconds
@@ -137,15 +177,20 @@ class ProcessingWorker:
                 first = self._queue.get(timeout=max(0.0, min(0.5, next_sweep - time.monotonic())))
             except queue.Empty:
                 continue
-            ids = [first]
+            if first is None:
+                continue
+            ids = list(first)
             while len(ids) < self.batch:
                 try:
-                    ids.append(self._queue.get_nowait())
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            ids = [i for i in ids if i is not None]
-            if ids and not self._stop.is_set():
-                self._guarded(self._process, ids)
+                if more is None:
+                    break
+                ids.extend(more)
+            while ids and not self._stop.is_set():
+                self._guarded(self._process, ids[:self.batch])
+                ids = ids[self.batch:]
 
     def _guarded(self, fn, *args) -> None:
         # A failure here (database down) leaves the messages new: the sweep retries them.
@@ -165,7 +210,8 @@ class ProcessingWorker:
             except Exception:
                 db.session.rollback()
                 raise
-        self.processed += len(done)
+        with self._processed.get_lock():
+            self._processed.value += len(done)
         return len(done)
 
     def _sweep(self) -> None:

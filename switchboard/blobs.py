@@ -6,6 +6,7 @@ record that owns them: every host sees them and nothing is half-written.
 `BlobStore` is the one interface; an object-storage backend would implement
 the same methods."""
 
+import functools
 import hashlib
 
 import sqlalchemy as sa
@@ -36,14 +37,8 @@ class DatabaseBlobStore:
     def put(self, data: bytes) -> str:
         sha = digest(data)
         session = db.session
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        # Insert-or-ignore: two messages carrying the same file at once must
-        # not fail on the primary key; the bytes are identical anyway.
-        session.execute(
-            insert(Blob)
-            .values(sha256=sha, size=len(data), data=data, created_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["sha256"])
-        )
+        session.execute(_insert_statement(session.get_bind().dialect.name),
+                        dict(sha256=sha, size=len(data), data=data, created_at=utcnow()))
         return sha
 
     def get_many(self, shas) -> dict[str, bytes]:
@@ -56,6 +51,15 @@ class DatabaseBlobStore:
         if data is None:
             raise NotFound("That file is not stored.")
         return data
+
+
+@functools.cache
+def _insert_statement(dialect: str):
+    """Insert-or-ignore: two messages carrying the same file at once must not
+    fail on the primary key; the bytes are identical anyway. Built once per
+    dialect (the values come as parameters): building it was a third of storing."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(Blob.__table__).on_conflict_do_nothing(index_elements=["sha256"])
 
 
 store = DatabaseBlobStore()

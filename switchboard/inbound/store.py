@@ -68,7 +68,8 @@ def store_message(
     envelope_to=(),
 ) -> Stored:
     """Adds the message (or counts a repeat). Flushes; the caller commits."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+    # The head only: given the whole message the parser would still read the body line by line.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(_split(raw)[0] + b"\n\n")
     ids = parse_message_ids(str(headers.get("message-id", "") or ""))
     subject = decode_header_text(str(headers.get("subject", "") or ""))
     from_header = decode_header_text(str(headers.get("from", "") or ""))
