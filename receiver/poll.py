@@ -134,13 +134,11 @@ def store_fetched(account: IncomingAccount, messages: list[tuple[str, bytes]], s
 
 
 def _store_each(account: IncomingAccount, messages, source: str) -> dict[str, tuple[int, bool]]:
-    from switchboard.inbound.store import store_message
+    from switchboard.inbound.store import Incoming, store_messages
 
     session = db.session
-    stored = {}
-    for key, raw in messages:
-        outcome = store_message(raw, source=source, account=account)
-        stored[key] = (outcome.inbound_id, outcome.duplicate)
+    outcomes = store_messages([Incoming(raw, source, account.id) for _, raw in messages])
+    stored = {key: (outcome.inbound_id, outcome.duplicate) for (key, _), outcome in zip(messages, outcomes)}
     if stored:
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
         now = utcnow()

@@ -41,6 +41,14 @@ class DatabaseBlobStore:
                         dict(sha256=sha, size=len(data), data=data, created_at=utcnow()))
         return sha
 
+    def put_many(self, blobs: dict[str, bytes]) -> None:
+        """Stores each of {sha256: bytes} with one statement (keys as `digest` gives them)."""
+        if blobs:
+            session = db.session
+            now = utcnow()
+            session.execute(_insert_statement(session.get_bind().dialect.name),
+                            [dict(sha256=sha, size=len(data), data=data, created_at=now) for sha, data in blobs.items()])
+
     def get_many(self, shas) -> dict[str, bytes]:
         """The stored bytes of each of `shas` that is stored, in one query."""
         rows = db.session.execute(sa.select(Blob.sha256, Blob.data).where(Blob.sha256.in_(set(shas))))

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from switchboard.blobs import store as blob_store
+from switchboard.blobs import digest, store as blob_store
 from switchboard.db import db, utcnow
 from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, InboundStatus
 from switchboard.inbound.parse import decode_header_text, parse_message_ids
@@ -55,8 +55,19 @@ def fingerprint(raw: bytes, headers) -> str:
     return h.hexdigest()
 
 
-def scope_for(account: IncomingAccount | None) -> str:
-    return f"account:{account.id}" if account is not None else "default"
+def _scope(account_id: int | None) -> str:
+    return f"account:{account_id}" if account_id is not None else "default"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message as a transport received it."""
+
+    raw: bytes
+    source: str
+    account_id: int | None = None
+    envelope_from: str | None = None
+    envelope_to: tuple = ()
 
 
 def store_message(
@@ -67,27 +78,35 @@ def store_message(
     envelope_from: str | None = None,
     envelope_to=(),
 ) -> Stored:
-    """Adds the message (or counts a repeat). Flushes; the caller commits."""
-    # The head only: given the whole message the parser would still read the body line by line.
-    headers = BytesHeaderParser(policy=compat32).parsebytes(_split(raw)[0] + b"\n\n")
-    ids = parse_message_ids(str(headers.get("message-id", "") or ""))
-    subject = decode_header_text(str(headers.get("subject", "") or ""))
-    from_header = decode_header_text(str(headers.get("from", "") or ""))
-    scope = scope_for(account)
-    key = fingerprint(raw, headers)
-    sha = blob_store.put(raw)
-    session = db.session
-    row_id = session.execute(
-        _insert_statement(session.get_bind().dialect.name),
-        dict(
-            scope=scope,
-            fingerprint=key,
+    """Adds the message (or counts a repeat). The caller commits."""
+    account_id = account.id if account is not None else None
+    return store_messages([Incoming(raw, source, account_id, envelope_from, tuple(envelope_to))])[0]
+
+
+def store_messages(items: list[Incoming]) -> list[Stored]:
+    """Adds many messages (or counts repeats) with a few statements: the raw
+    bytes in one, the new rows in another (many rows per INSERT). The caller
+    commits. A message seen before, or twice in `items`, is stored once and its
+    deliveries counted."""
+    rows, blobs = [], {}
+    for item in items:
+        raw = item.raw
+        # The head only: given the whole message the parser would still read the body line by line.
+        headers = BytesHeaderParser(policy=compat32).parsebytes(_split(raw)[0] + b"\n\n")
+        ids = parse_message_ids(str(headers.get("message-id", "") or ""))
+        subject = decode_header_text(str(headers.get("subject", "") or ""))
+        from_header = decode_header_text(str(headers.get("from", "") or ""))
+        sha = digest(raw)
+        blobs[sha] = raw
+        rows.append(dict(
+            scope=_scope(item.account_id),
+            fingerprint=fingerprint(raw, headers),
             raw_sha256=sha,
             size=len(raw),
-            source=source,
-            account_id=account.id if account else None,
-            envelope_from=(envelope_from or "")[:320] or None,
-            envelope_to=list(envelope_to) or None,
+            source=item.source,
+            account_id=item.account_id,
+            envelope_from=(item.envelope_from or "")[:320] or None,
+            envelope_to=list(item.envelope_to) or None,
             message_id=ids[0][:998] if ids else None,
             from_address=_address_of(from_header),
             subject=" ".join(subject.split())[:300],
@@ -96,28 +115,46 @@ def store_message(
             status=InboundStatus.NEW,
             outcome="",
             attempts=0,
-        ),
-    ).scalar()
-    if row_id is not None:
-        return Stored(row_id, duplicate=False)
-    existing = session.execute(
-        sa.update(InboundMessage)
-        .where(InboundMessage.scope == scope, InboundMessage.fingerprint == key)
-        .values(deliveries=InboundMessage.deliveries + 1)
-        .returning(InboundMessage.id)
-    ).scalar_one()
-    return Stored(existing, duplicate=True)
+        ))
+    if not rows:
+        return []
+    blob_store.put_many(blobs)
+    session = db.session
+    first: dict[tuple[str, str], int] = {}
+    for index, row in enumerate(rows):
+        first.setdefault((row["scope"], row["fingerprint"]), index)
+    inserted = {
+        (scope, key): row_id
+        for row_id, scope, key in session.execute(
+            _insert_statement(session.get_bind().dialect.name), [rows[i] for i in sorted(first.values())])
+    }
+    results = []
+    for index, row in enumerate(rows):
+        identity = (row["scope"], row["fingerprint"])
+        if first[identity] == index and identity in inserted:
+            results.append(Stored(inserted[identity], duplicate=False))
+            continue
+        existing = session.execute(
+            sa.update(InboundMessage)
+            .where(InboundMessage.scope == identity[0], InboundMessage.fingerprint == identity[1])
+            .values(deliveries=InboundMessage.deliveries + 1)
+            .returning(InboundMessage.id)
+        ).scalar_one()
+        results.append(Stored(existing, duplicate=True))
+    return results
 
 
 @functools.cache
 def _insert_statement(dialect: str):
     """Built once per dialect: the values come as parameters, so each store
-    skips building (and coercing) a 17-column statement."""
+    skips building (and coercing) a 17-column statement. It returns the
+    identity of each row inserted: rows already there are left out."""
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     return (
         insert(InboundMessage.__table__)
         .on_conflict_do_nothing(index_elements=["scope", "fingerprint"])
-        .returning(InboundMessage.__table__.c.id)
+        .returning(InboundMessage.__table__.c.id, InboundMessage.__table__.c.scope,
+                   InboundMessage.__table__.c.fingerprint)
     )
 
 

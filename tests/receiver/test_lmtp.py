@@ -289,3 +289,25 @@ def test_deliveries_stored_together_still_fail_or_succeed_on_their_own(app, desk
             outcomes = list(pool.map(deliver, range(12)))
     assert sorted(set(outcomes)) == [("help@desk.test", 250), ("sales@desk.test", 451)]
     assert [r.account_id for r in inbound_rows()] == [desk_accounts["help"]] * 6
+
+
+def test_envelope_paths_plain_quoted_null_and_with_parameters(app, desk_accounts, receiver):
+    lmtp = receiver()
+    client = lmtp.raw()
+    client.command("LHLO client.test")
+    # A null sender (bounces), parameters after the path, a quoted local part, and garbage.
+    assert client.command("MAIL FROM:<> BODY=8BITMIME").code == 250
+    assert client.command("RSET").code == 250
+    assert client.command('MAIL FROM:<"carol smith"@example.org>').code == 250
+    assert client.command("RCPT TO:<HELP@desk.test>").code == 250
+    assert client.command("RCPT TO:<nobody@desk.test>").code == 550
+    assert client.command("RSET").code == 250
+    assert client.command("MAIL FROM:<carol@example.org> SIZE=1000 BODY=8BITMIME").code == 250
+    assert client.command("RCPT TO:<help@desk.test>").code == 250
+    assert client.command("RSET").code == 250
+    assert client.command("MAIL FROM:<carol@@example.org>").code == 553
+    client.close()
+    _, replies = lmtp.raw().deliver("", ["help@desk.test"], make_mail())
+    assert [r.code for r in replies] == [250]
+    [row] = inbound_rows()
+    assert row.envelope_from == "<>" and row.envelope_to == ["help@desk.test"]  # the null sender, as kept
