@@ -201,11 +201,18 @@ class ProcessingWorker:
             log.exception("acting on stored mail failed; the next sweep retries")
 
     def _process(self, ids: list[int] | None) -> int:
-        from switchboard.inbound.process import process_batch
+        from switchboard.inbound.process import process_batch, read_and_parse
 
+        limit = len(ids) if ids else self.batch
+        # Reading and parsing first, outside the gate: on SQLite several workers
+        # parse at once and queue only for the writing.
+        parsed = read_and_parse(ids, limit=limit)
+        db.session.rollback()  # ends the read; nothing was written
+        if ids is None:
+            ids = list(parsed) or None
         with self.gate.background():
             try:
-                done = process_batch(ids, limit=len(ids) if ids else self.batch)
+                done = process_batch(ids, limit=limit, parsed=parsed)
                 db.session.commit()
             except Exception:
                 db.session.rollback()
