@@ -56,5 +56,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets readers (portal pages) run while the receiver writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # FULL: a commit is on disk before it returns, as an acknowledgement (LMTP 250, an
+    # IMAP move, an exit status to the MTA) promises; NORMAL could lose the last
+    # commits to a power cut. With commits grouped it costs about 0.3 ms each here.
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()

@@ -1,5 +1,6 @@
 """Operations on people and groups. They flush; the caller commits."""
 
+import functools
 import secrets
 
 from email import errors
@@ -10,6 +11,7 @@ from switchboard.errors import InvalidInput, NotFound
 from switchboard.people.models import Group, Person
 
 
+@functools.lru_cache(maxsize=4096)  # the same senders write again and again; the parse is dear
 def normalize_email(address: str) -> str:
     """Checks the syntax and lower-cases the whole address: one person per
     mailbox, whatever case a mail client uses. Any domain the mail system
