@@ -13,14 +13,16 @@ DEFAULTS = {
     # also the number of threads storing (SQLite: one, it has one write lock).
     "LMTP_DB_THREADS": (4, int),
     # After acknowledging, stored messages are acted on this many per transaction
-    # (0: the default, 10). Acting on a batch together costs half as much per
-    # message as one at a time; on SQLite the transaction holds the file's only
-    # write lock, which storing then waits for, so batches stay small. The sweep
-    # catches anything left new (a crash, a restart) this often.
+    # (0: the default, 10) while mail arrives, and up to five times as many once
+    # none has arrived for a second. Acting on a batch together costs half as
+    # much per message as one at a time; on SQLite the transaction holds the
+    # file's only write lock, which storing then waits for, so batches stay small
+    # while storing. The sweep catches anything left new (a crash, a restart).
     "RECEIVER_PROCESS_BATCH": (0, int),
     # Processes (forked from the receiver) that act on stored mail, so acting
-    # runs on another core than receiving; 0 acts in a thread of the receiver.
-    "RECEIVER_PROCESSES": (1, int),
+    # runs on other cores than receiving (on SQLite they parse at once and take
+    # turns to write); 0 acts in a thread of the receiver.
+    "RECEIVER_PROCESSES": (2, int),
     "RECEIVER_SWEEP_SECONDS": (60, float),
 }
 

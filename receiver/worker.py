@@ -55,6 +55,10 @@ class WriteGate:
     def for_app(cls, app) -> "WriteGate":
         return cls(app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"))
 
+    def quiet_for(self) -> float:
+        """Seconds since mail was last stored (through this gate)."""
+        return time.monotonic() - self._last_urgent.value
+
     @contextlib.contextmanager
     def urgent(self):
         """For storing mail a client waits to hear about."""
@@ -180,7 +184,8 @@ class ProcessingWorker:
             if first is None:
                 continue
             ids = list(first)
-            while len(ids) < self.batch:
+            batch = self._batch_now()
+            while len(ids) < batch:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -189,8 +194,13 @@ class ProcessingWorker:
                     break
                 ids.extend(more)
             while ids and not self._stop.is_set():
-                self._guarded(self._process, ids[:self.batch])
-                ids = ids[self.batch:]
+                self._guarded(self._process, ids[:batch])
+                ids = ids[batch:]
+
+    def _batch_now(self) -> int:
+        # While mail arrives, small transactions, so storing never waits long behind one;
+        # once it has stopped for a second, larger ones: a batch costs less per message.
+        return self.batch if self.gate.quiet_for() < 1.0 else self.batch * 5
 
     def _guarded(self, fn, *args) -> None:
         # A failure here (database down) leaves the messages new: the sweep retries them.
@@ -203,7 +213,7 @@ class ProcessingWorker:
     def _process(self, ids: list[int] | None) -> int:
         from switchboard.inbound.process import process_batch, read_and_parse
 
-        limit = len(ids) if ids else self.batch
+        limit = len(ids) if ids else self._batch_now()
         # Reading and parsing first, outside the gate: on SQLite several workers
         # parse at once and queue only for the writing.
         parsed = read_and_parse(ids, limit=limit)
