@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
 
@@ -164,6 +165,11 @@ class ProcessingWorker:
 
     def _child(self) -> None:
         parent = os.getppid()
+        # Ctrl-C reaches the whole process group: the receiver stops its workers itself,
+        # letting each finish its transaction. A SIGTERM (a service manager stopping the
+        # group) asks the same of every worker.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         with self.app.app_context():
             # The parent's pooled connections must not be shared with it.
             db.engine.dispose(close=False)

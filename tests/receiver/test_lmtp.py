@@ -241,9 +241,16 @@ def test_receiver_run_command_serves_lmtp_until_sigterm(app, desk_accounts):
     try:
         banner = proc.stdout.readline()
         assert f"127.0.0.1:{port}" in banner, banner
+        # Its two acting processes share the work: every message acted on once, none twice.
         with smtplib.LMTP("127.0.0.1", port, timeout=10) as client:
-            assert client.sendmail("carol@example.org", ["help@desk.test"], make_mail()) == {}
-        assert wait_for(lambda: count(Call) == 1)
+            for n in range(40):
+                assert client.sendmail("carol@example.org", ["help@desk.test"],
+                                       make_mail(subject=f"Log call: problem {n}")) == {}
+        assert wait_for(lambda: count(Call) >= 40, timeout=60)
+        assert count(Call) == 40
+        rows = inbound_rows()
+        assert len(rows) == 40 and {(r.status.value, r.attempts) for r in rows} == {("processed", 1)}
+        assert sorted(db.session.scalars(sa.select(Call.summary))) == sorted(f"problem {n}" for n in range(40))
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
