@@ -35,10 +35,13 @@ def register(app) -> None:
 
 
 def _outcome_counts(results) -> str:
-    counts = Counter(r.status for r in results)
+    return _outcome_line(Counter(r.status for r in results))
+
+
+def _outcome_line(counts: Counter) -> str:
     if not counts:
         return "nothing to act on"
-    return f"acted on {len(results)}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"acted on {sum(counts.values())}: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
 
 
 # --- receiver run -------------------------------------------------------------
@@ -139,17 +142,28 @@ def ingest(files, account_name, recipient, sender):
 @mail.command("poll")
 @click.option("--account", "account_name", help="Poll only this account (by name).")
 def poll(account_name):
-    """Poll every active IMAP/POP3 account (or one) once, then act on new mail.
+    """Poll every active IMAP/POP3 account (or one) once, acting on new mail as it is stored.
 
     One line per account: `<name>: ok: ...` or `<name>: FAILED: <why>`.
     Exits 1 when any account failed."""
     from receiver.poll import poll_accounts
-    from switchboard.inbound.process import process_pending
+    from receiver.worker import ProcessingWorker, WriteGate
 
+    app = current_app._get_current_object()
+    workers = None
+    if app.config["RECEIVER_PROCESSES"]:
+        # Acting processes (forked now, before this process has other threads) act on each
+        # batch as soon as it is committed, while the poll fetches the next.
+        gate = WriteGate.for_app(app)
+        workers = ProcessingWorker(app, batch=50, sweep_seconds=3600, gate=gate,
+                                   processes=app.config["RECEIVER_PROCESSES"])
+        workers.start()
     try:
-        results = poll_accounts(account_name)
+        results = poll_accounts(account_name, gate=workers and workers.gate, on_stored=workers and workers.submit)
     except Exception as exc:  # the database itself: nothing was polled
         db.session.rollback()
+        if workers is not None:
+            workers.stop()
         click.echo(f"mail poll: FAILED: the database is not available ({type(exc).__name__}: {str(exc)[:200]})",
                    err=True)
         sys.exit(1)
@@ -165,7 +179,7 @@ def poll(account_name):
             failed.append(result)
             click.echo(f"{result.account}: FAILED: {result.error}")
     try:
-        click.echo(_outcome_counts(process_pending()))
+        click.echo(_act_on_new_mail(workers))
     except Exception as exc:
         db.session.rollback()
         click.echo(f"acting on new mail failed: {type(exc).__name__}: {str(exc)[:300]}", err=True)
@@ -174,6 +188,18 @@ def poll(account_name):
         names = ", ".join(r.account for r in failed)
         click.echo(f"mail poll: {len(failed)} account(s) failed: {names}", err=True)
         sys.exit(1)
+
+
+def _act_on_new_mail(workers) -> str:
+    """`acted on N: ...` once everything new is acted on (by the workers, when there are)."""
+    from switchboard.inbound.process import process_pending
+
+    if workers is None:
+        return _outcome_counts(process_pending())
+    outcomes, failures = workers.finish()
+    if failures:
+        raise RuntimeError(failures[-1])
+    return _outcome_line(outcomes)
 
 
 @mail.command("process")

@@ -7,6 +7,7 @@ receipts are marked settled after that. A run interrupted anywhere resumes
 without losing or duplicating a message: a receipt that exists means "stored",
 so the next run only settles it."""
 
+import contextlib
 import logging
 import socket
 import sys
@@ -37,6 +38,10 @@ class PollResult:
     not_stored: int = 0  # could not be stored: left in the mailbox for the next run
     inbound_ids: list[int] = field(default_factory=list)
     step: str = "connect"  # where a failure happened, for the error message
+    # How this run stores, set by whoever runs it: a write gate to store through
+    # (acting processes run meanwhile) and who to hand the new ids once committed.
+    gate: object = field(default=None, repr=False)
+    on_stored: object = field(default=None, repr=False)
 
     def summary(self) -> str:
         text = f"stored {self.stored} new"
@@ -102,6 +107,22 @@ def store_fetched(account: IncomingAccount, messages: list[tuple[str, bytes]], s
     fail, each message is stored and committed alone, so one that cannot be
     stored is left out (and left in the mailbox), not the whole batch.
     Returns the keys that are now safely stored."""
+    with result.gate.urgent() if result.gate is not None else contextlib.nullcontext():
+        stored = _store_batch(account, messages, source, result)
+    new_ids = []
+    for inbound_id, duplicate in stored.values():
+        if duplicate:
+            result.duplicates += 1
+        else:
+            result.stored += 1
+            new_ids.append(inbound_id)
+    result.inbound_ids.extend(new_ids)
+    if new_ids and result.on_stored is not None:
+        result.on_stored(new_ids)
+    return set(stored)
+
+
+def _store_batch(account: IncomingAccount, messages, source: str, result: PollResult) -> dict[str, tuple[int, bool]]:
     account_id = account.id
     try:
         stored = _store_each(account, messages, source)
@@ -124,13 +145,7 @@ def store_fetched(account: IncomingAccount, messages: list[tuple[str, bytes]], s
                     account = db.session.get(IncomingAccount, account_id)
                     continue
                 stored.update(done)
-    for inbound_id, duplicate in stored.values():
-        if duplicate:
-            result.duplicates += 1
-        else:
-            result.stored += 1
-            result.inbound_ids.append(inbound_id)
-    return set(stored)
+    return stored
 
 
 def _store_each(account: IncomingAccount, messages, source: str) -> dict[str, tuple[int, bool]]:
@@ -208,13 +223,14 @@ def describe_error(exc: BaseException, account: IncomingAccount, step: str) -> s
     return f"{step} failed on {where}: {text}"[:1000]
 
 
-def poll_account(account_id: int) -> PollResult:
+def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
     """Polls one account once, never raising: the outcome is recorded on the
-    account (last_success_at, or last_error and last_error_at)."""
+    account (last_success_at, or last_error and last_error_at). `gate` and
+    `on_stored`: see PollResult."""
     from receiver import imap, pop3
 
     account = db.session.get(IncomingAccount, account_id)
-    result = PollResult(account.name)
+    result = PollResult(account.name, gate=gate, on_stored=on_stored)
     started = utcnow()
     try:
         if not account.active:
@@ -261,8 +277,8 @@ def pollable_accounts(name: str | None = None) -> list[int]:
     return list(db.session.scalars(query))
 
 
-def poll_accounts(name: str | None = None) -> list[PollResult]:
+def poll_accounts(name: str | None = None, *, gate=None, on_stored=None) -> list[PollResult]:
     """Polls every active IMAP/POP3 account (or the named one) once; one
     failing account never stops the others."""
-    return [poll_account(account_id) for account_id in pollable_accounts(name)]
+    return [poll_account(account_id, gate=gate, on_stored=on_stored) for account_id in pollable_accounts(name)]
 

@@ -12,6 +12,8 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
+
 
 from switchboard.db import db
 
@@ -28,6 +30,7 @@ def run_in_app(app, fn, *args, **kwargs):
 
 
 _FORK = multiprocessing.get_context("fork")
+_FINISH = "finish"  # handed to a worker: act on everything still new, report, stop
 
 
 class WriteGate:
@@ -120,6 +123,10 @@ class ProcessingWorker:
         self._queue = shared.Queue(maxsize=10_000) if shared else queue.Queue(maxsize=10_000)
         self._stop = shared.Event() if shared else threading.Event()
         self._processed = _FORK.Value("q", 0)  # messages acted on, for tests and benchmarks
+        # What each worker acted on, by outcome, and why acting failed: sent by `finish`.
+        self._reports = shared.Queue() if shared else queue.Queue()
+        self._outcomes: Counter = Counter()
+        self._failures: list[str] = []
         self._thread: threading.Thread | None = None
         self._children: list = []
         self._busy = threading.Lock()
@@ -163,6 +170,21 @@ class ProcessingWorker:
                 child.join()
         self._children = []
 
+    def finish(self, timeout: float | None = None) -> tuple[Counter, list[str]]:
+        """Acts on everything handed in and everything still new, then stops.
+        Returns how many messages ended how (processed, rejected...), and the
+        errors that kept acting from going on (say, the database went away)."""
+        for _ in range(max(1, len(self._children))):
+            self._queue.put(_FINISH)
+        outcomes: Counter = Counter()
+        failures: list[str] = []
+        for _ in range(max(1, len(self._children))):
+            counted, failed = self._reports.get(timeout=timeout)
+            outcomes.update(counted)
+            failures.extend(failed)
+        self.stop()
+        return outcomes, failures
+
     def _child(self) -> None:
         parent = os.getppid()
         # Ctrl-C reaches the whole process group: the receiver stops its workers itself,
@@ -189,19 +211,27 @@ class ProcessingWorker:
                 continue
             if first is None:
                 continue
-            ids = list(first)
+            finishing = first == _FINISH
+            ids = [] if finishing else list(first)
             batch = self._batch_now()
-            while len(ids) < batch:
+            while len(ids) < batch and not finishing:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if more is None:
                     break
+                if more == _FINISH:
+                    finishing = True
+                    break
                 ids.extend(more)
             while ids and not self._stop.is_set():
                 self._guarded(self._process, ids[:batch])
                 ids = ids[batch:]
+            if finishing:
+                self._guarded(self._sweep)
+                self._reports.put((dict(self._outcomes), list(self._failures)))
+                return
 
     def _batch_now(self) -> int:
         # While mail arrives, small transactions, so storing never waits long behind one;
@@ -213,8 +243,9 @@ class ProcessingWorker:
         try:
             with self._busy:
                 run_in_app(self.app, fn, *args)
-        except Exception:
+        except Exception as exc:
             log.exception("acting on stored mail failed; the next sweep retries")
+            self._failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
 
     def _process(self, ids: list[int] | None) -> int:
         from switchboard.inbound.process import process_batch, read_and_parse
@@ -235,6 +266,7 @@ class ProcessingWorker:
                 raise
         with self._processed.get_lock():
             self._processed.value += len(done)
+        self._outcomes.update(result.status for result in done)
         return len(done)
 
     def _sweep(self) -> None:

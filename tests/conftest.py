@@ -71,6 +71,10 @@ def make_test_app(database_url: str, **overrides):
         "SESSION_COOKIE_SECURE": False,
         "REMEMBER_COOKIE_SECURE": False,
         "RATELIMIT_STORAGE_URI": "memory://",
+        # `mail poll` run inside the test process acts in it: forking acting processes from a
+        # process with other threads (pytest's) is unsafe. Tests that run the commands as
+        # their own processes (receiver run, mail poll) use the default.
+        "RECEIVER_PROCESSES": 0,
     }
     config.update(overrides)
     return create_app(config)

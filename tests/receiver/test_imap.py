@@ -221,3 +221,26 @@ def test_big_messages_are_fetched_a_few_at_a_time_and_all_arrive(app, dovecot, m
     assert (result.ok, result.stored, result.settled) == (True, 4, 4)
     assert dovecot.messages(mail_account.email) == []
     assert len(rows()) == 4
+
+
+def test_mail_poll_command_acts_in_processes_while_it_polls(app, dovecot, mail_account, mailbox_account):
+    """`mail poll` as an operator or cron runs it (its own process): acting processes act
+    on each fetched batch while the next is fetched; every message is acted on once."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mailbox_account(mail_account, "imap", name="box", batch_size=10)
+    fill(dovecot, mail_account, 45)
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], SECRET_KEY="test-secret",
+               RECEIVER_PROCESSES="2")
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "mail", "poll"],
+                          cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines() == ["box: ok: stored 45 new, settled 45 in the mailbox",
+                                        "acted on 45: 45 processed"]
+    assert calls() == sorted(f"problem number {i}" for i in range(45))
+    assert {(r.status.value, r.attempts) for r in rows()} == {("processed", 1)}
+    assert dovecot.messages(mail_account.email) == []
