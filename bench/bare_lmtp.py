@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import _deliver, _free_port, make_messages  # noqa: E402
+from bench.ingest import _cpu_seconds, _deliver, _free_port, make_messages  # noqa: E402
 
 
 def _serve(path: str, port: int, ready) -> None:
@@ -61,9 +61,9 @@ def one_run(messages: list[bytes], connections: int) -> dict:
         server.start()
         ready.wait(30)
         try:
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds(server.pid)
             latencies, failures = asyncio.run(_deliver(port, messages, connections))
-            elapsed = time.perf_counter() - started
+            elapsed, cpu = time.perf_counter() - started, _cpu_seconds(server.pid) - cpu_started
         finally:
             server.terminate()
             server.join()
@@ -71,7 +71,7 @@ def one_run(messages: list[bytes], connections: int) -> dict:
             raise SystemExit(f"{len(failures)} deliveries failed, e.g. {failures[0]!r}")
         latencies.sort()
         return {"accepted": len(messages) / elapsed, "p50": latencies[len(latencies) // 2] * 1000,
-                "p99": latencies[int(len(latencies) * 0.99)] * 1000}
+                "p99": latencies[int(len(latencies) * 0.99)] * 1000, "cpu": cpu * 1000 / len(messages)}
 
 
 def main() -> None:
@@ -86,7 +86,7 @@ def main() -> None:
         result = one_run(messages, args.connections)
         results.append(result)
         print(f"  bare run {run + 1}: accepted {result['accepted']:.0f} msg/s, ack p50 {result['p50']:.1f} ms, "
-              f"p99 {result['p99']:.1f} ms", flush=True)
+              f"p99 {result['p99']:.1f} ms, server CPU {result['cpu']:.2f} ms/msg", flush=True)
     med = {k: statistics.median(r[k] for r in results) for k in ("accepted", "p50", "p99")}
     print(f"bare aiosmtpd + SQLite (median of {len(results)}): accepted {med['accepted']:.0f} msg/s, "
           f"ack p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms", flush=True)
