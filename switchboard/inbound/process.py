@@ -63,8 +63,17 @@ def read_and_parse(ids: list[int] | None = None, *, limit: int = 50) -> dict[int
     query = query.where(InboundMessage.id.in_(ids)) if ids is not None else query.order_by(InboundMessage.id).limit(limit)
     rows = db.session.execute(query).all()
     raws = blob_store.get_many(sha for _, sha in rows)
-    size = current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024)
-    return {inbound_id: parse_message(raws[sha], size) for inbound_id, sha in rows if sha in raws}
+    parsed = {}
+    for inbound_id, sha in rows:
+        try:
+            parsed[inbound_id] = parse_message(raws[sha], _attachment_limit())
+        except Exception:  # left to process_batch, which keeps the error on the message
+            log.warning("reading inbound message %s ahead failed", inbound_id, exc_info=True)
+    return parsed
+
+
+def _attachment_limit() -> int:
+    return current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024)
 
 
 def process_batch(ids: list[int] | None = None, *, limit: int = 50, reprocess: bool = False,
@@ -107,16 +116,15 @@ def process_pending(*, batch: int = 50, max_messages: int | None = None) -> list
 
 
 def _act_together(claimed: list[int], ready: dict[int, ParsedMessage]) -> list[Result]:
-    limit = current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024)
     messages = [db.session.get(InboundMessage, inbound_id) for inbound_id in claimed]
     raws = blob_store.get_many(m.raw_sha256 for m in messages if m.id not in ready)
-    parsed = [ready.get(m.id) or parse_message(raws[m.raw_sha256], limit) for m in messages]
+    parsed = [ready.get(m.id) or parse_message(raws[m.raw_sha256], _attachment_limit()) for m in messages]
     look_up_people(msg.from_address for msg in parsed if msg.from_address)
     done = []
     with batched_writes():
         for inbound, msg in zip(messages, parsed):
             outcome = act(inbound, msg)
-            reply = queue_rejection(inbound, msg.from_address, outcome.text, msg.subject) if outcome.reply_needed else None
+            reply = queue_rejection(inbound, msg.from_address, outcome.describe(), msg.subject) if outcome.reply_needed else None
             done.append((inbound, outcome, reply))
     # Written now: the new records have their ids.
     return [_settle(inbound, outcome, reply) for inbound, outcome, reply in done]
@@ -127,9 +135,9 @@ def _process_one(inbound_id: int) -> Result:
     savepoint = db.session.begin_nested()
     try:
         raw = blob_store.get(inbound.raw_sha256)
-        msg = parse_message(raw, current_app.config.get("MAX_ATTACHMENT_BYTES", 25 * 1024 * 1024))
+        msg = parse_message(raw, _attachment_limit())
         outcome = act(inbound, msg)
-        reply = queue_rejection(inbound, msg.from_address, outcome.text, msg.subject) if outcome.reply_needed else None
+        reply = queue_rejection(inbound, msg.from_address, outcome.describe(), msg.subject) if outcome.reply_needed else None
         result = _settle(inbound, outcome, reply)
         savepoint.commit()
     except Exception:
