@@ -58,7 +58,9 @@ class WriteGate:
     @classmethod
     def for_app(cls, app) -> "WriteGate":
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-            return cls(True, quiet=0.02, max_wait=0.25)
+            # A short quiet spell is enough: waiting for a longer one let acting fall behind a
+            # steady 100 msg/s (measured: 88 acted on per second; with 5 ms, all 100).
+            return cls(True, quiet=0.005, max_wait=0.25)
         # PostgreSQL: acting and storing touch different rows and never wait for each other.
         return cls(False, quiet=0)
 
