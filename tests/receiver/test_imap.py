@@ -1,7 +1,11 @@
 """The IMAP poller against a real Dovecot: what the mailbox owner sees
 (moved, flagged, deleted mail) and what the desk holds afterwards."""
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -226,11 +230,6 @@ def test_big_messages_are_fetched_a_few_at_a_time_and_all_arrive(app, dovecot, m
 def test_mail_poll_command_acts_in_processes_while_it_polls(app, dovecot, mail_account, mailbox_account):
     """`mail poll` as an operator or cron runs it (its own process): acting processes act
     on each fetched batch while the next is fetched; every message is acted on once."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     mailbox_account(mail_account, "imap", name="box", batch_size=10)
     fill(dovecot, mail_account, 45)
     env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], SECRET_KEY="test-secret",
