@@ -17,8 +17,17 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # Existing accounts stay untrusted and existing timeline entries stay unmarked.
+    with op.batch_alter_table('incoming_account', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('trusted_submission', sa.Boolean(), server_default=sa.false(), nullable=False))
+
+    with op.batch_alter_table('history_entry', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('sender_unverified', sa.Boolean(), server_default=sa.false(), nullable=False))
 
 
 def downgrade():
-    pass
+    with op.batch_alter_table('history_entry', schema=None) as batch_op:
+        batch_op.drop_column('sender_unverified')
+
+    with op.batch_alter_table('incoming_account', schema=None) as batch_op:
+        batch_op.drop_column('trusted_submission')

@@ -47,6 +47,9 @@ class HistoryEntry(db.Model):
     body: Mapped[str] = mapped_column(sa.Text, default="")
     # Internal notes are for analysts only; customers never see them.
     internal: Mapped[bool] = mapped_column(default=False)
+    # Written by mail whose sender had no proof (switchboard.inbound.trust): the From
+    # line may be forged, so the timeline says so.
+    sender_unverified: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     details: Mapped[dict | None] = mapped_column(sa.JSON)
 
     author = relationship("Person")

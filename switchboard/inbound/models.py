@@ -69,6 +69,10 @@ class IncomingAccount(db.Model):
     default_analyst_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id"))
     # New calls go to the analyst who last worked a call for this customer.
     use_linked_analyst: Mapped[bool] = mapped_column(default=False)
+    # Set by an admin when every mail reaching this account has passed authenticated
+    # submission (the MTA delivers only what its own users sent after logging in), so
+    # the From line is proof of the sender (switchboard.inbound.trust). Off by default.
+    trusted_submission: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Poll state, for admins and monitoring.
     uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_poll_at = mapped_column(UTCDateTime)
