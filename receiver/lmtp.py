@@ -17,6 +17,7 @@ from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import Envelope
 
+from receiver.storage import StorageHealth, follow_storage
 from receiver.worker import WriteGate, run_in_app
 from switchboard.db import db
 
@@ -94,8 +95,9 @@ class StoreWriter:
     451 only for its own recipients."""
 
     def __init__(self, app, *, gate: WriteGate | None = None, on_stored=None, max_group: int = 64,
-                 threads: int = 1):
+                 threads: int = 1, health: StorageHealth | None = None):
         self.app = app
+        self.health = health or StorageHealth()
         self.gate = gate or WriteGate(False, quiet=0)
         self.on_stored = on_stored  # called with the new inbound ids, from a writer thread
         self.max_group = max_group
@@ -126,6 +128,7 @@ class StoreWriter:
         return future
 
     def _run(self) -> None:
+        # This thread must outlive any failure: should it end, every session waits forever.
         while True:
             first = self._queue.get()
             if first is None:
@@ -145,16 +148,22 @@ class StoreWriter:
                 with self.gate.urgent():
                     results = run_in_app(self.app, self._store_group, group)
             except Exception as exc:  # no app context, no session: every delivery here gets 451
-                log.exception("storing LMTP deliveries failed")
+                self.health.failed(exc, sum(len(by_account) for *_, by_account in group))
                 for future, *_ in group:
                     _settle(future, exception=exc)
             else:
                 for (future, *_), result in zip(group, results):
                     _settle(future, result=result)
+            finally:
+                for future, *_ in group:  # anything not settled above (it cannot happen) gets 451
+                    _settle(future, exception=RuntimeError("delivery not stored"))
             if stopping:
                 return
 
     def _store_group(self, group) -> list[dict[int, int]]:
+        """{account id: inbound id} per delivery, holding only the copies whose
+        own commit returned: a copy is recorded after its commit, never before,
+        so a failing COMMIT answers 451, never 250 with an id rolled back."""
         from switchboard.inbound.store import Incoming, store_messages
 
         def incoming(raw, mail_from, account_id, addresses) -> Incoming:
@@ -167,34 +176,58 @@ class StoreWriter:
                 for account_id, addresses in by_account.items():
                     items.append(incoming(raw, mail_from, account_id, addresses))
                     places.append((index, account_id))
-            stored = [{} for _ in group]
-            for (index, account_id), result in zip(places, store_messages(items)):
-                stored[index][account_id] = result
+            results = store_messages(items)
             db.session.commit()
-        except Exception:
-            db.session.rollback()
+        except Exception as exc:
+            _rollback()
             if len(group) == 1 and len(group[0][3]) == 1:
-                log.exception("storing an LMTP delivery failed; answering 451")
+                self.health.failed(exc)
                 return [{}]
-            log.warning("storing %d LMTP deliveries together failed; storing each alone", len(group))
-            stored = []
+            # Each delivery and account alone, so a failure answers 451 only for its own recipients.
+            log.debug("storing %d LMTP deliveries together failed; storing each alone", len(group))
+            stored, failure, refused = [], None, 0
             for _, raw, mail_from, by_account in group:
                 done = {}
                 for account_id, addresses in by_account.items():
                     try:
-                        done[account_id], = store_messages([incoming(raw, mail_from, account_id, addresses)])
+                        [result] = store_messages([incoming(raw, mail_from, account_id, addresses)])
                         db.session.commit()
-                    except Exception:
-                        db.session.rollback()
-                        log.exception("storing an LMTP delivery for account %s failed; answering 451", account_id)
+                    except Exception as exc:
+                        _rollback()
+                        failure, refused = exc, refused + 1
+                        continue
+                    done[account_id] = result  # its commit returned: only now is it stored
                 stored.append(done)
+            if failure is not None:
+                self.health.failed(failure, refused)
+            else:
+                self.health.succeeded()
+        else:
+            stored = [{} for _ in group]
+            for (index, account_id), result in zip(places, results):
+                stored[index][account_id] = result
+            self.health.succeeded()
         for done in stored:
             new_ids.extend(result.inbound_id for result in done.values() if not result.duplicate)
         if new_ids and self.on_stored is not None:
             # Handed over here, so mail whose client hung up before reading
             # the reply is still acted on now (the MTA's retry is a duplicate).
-            self.on_stored(new_ids)
+            # Committed already: a failure to hand over must not turn its 250 into
+            # 451 (the sweep acts on what is still new).
+            try:
+                self.on_stored(new_ids)
+            except Exception:
+                log.exception("handing stored LMTP mail to the acting workers failed; the sweep takes it")
         return [{account_id: result.inbound_id for account_id, result in done.items()} for done in stored]
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:
+        # The connection itself is broken (the server went away): drop it, so the
+        # next delivery takes a fresh one from the pool.
+        db.session.invalidate()
 
 
 def _settle(future: Future, *, result=None, exception=None) -> None:
@@ -222,6 +255,7 @@ class DeliveryHandler:
         self.app = app
         self.executor = executor
         self.writer = writer
+        self.health = writer.health
         self._known: dict[str, tuple[int, float]] = {}  # address -> (account id, until); event loop only
 
     async def _db(self, fn, *args):
@@ -233,8 +267,8 @@ class DeliveryHandler:
         if until < time.monotonic():
             try:
                 account_id = await self._db(_account_id_for, address)
-            except Exception:
-                log.exception("looking up LMTP recipient %s failed", address)
+            except Exception as exc:
+                self.health.failed(exc, doing="looking up recipients")
                 return "451 4.3.0 Temporary failure looking up the recipient; please try again later"
             if account_id is None:
                 self._known.pop(key, None)
@@ -297,7 +331,12 @@ class LMTPServer:
         threads = db_threads or config["LMTP_DB_THREADS"]
         # Recipient look-ups (reads) run in this pool; storing goes through one group-committing writer.
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-lookup")
-        self.writer = StoreWriter(app, gate=gate or WriteGate.for_app(app), on_stored=on_stored, threads=threads)
+        # One account of the storage's health for storing and looking up: one log line a minute.
+        self.health = StorageHealth()
+        self.writer = StoreWriter(app, gate=gate or WriteGate.for_app(app), on_stored=on_stored, threads=threads,
+                                  health=self.health)
+        with app.app_context():
+            follow_storage(db.engine)
         self.handler = DeliveryHandler(app, self.executor, self.writer)
         self._hostname = socket.gethostname()  # once: getfqdn per connection may wait on DNS
         self._loop: asyncio.AbstractEventLoop | None = None
