@@ -47,4 +47,12 @@ def from_environment(instance_path: str) -> dict:
         "LOGIN_RATE_LIMIT": os.environ.get("LOGIN_RATE_LIMIT", "10 per 15 minutes"),
         "RATELIMIT_STORAGE_URI": os.environ.get("RATELIMIT_STORAGE_URI", "memory://"),
         "MAX_CONTENT_LENGTH": int(os.environ.get("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)),
+        # Read here with the domain's settings, not with the receiver's LMTP_* ones: every
+        # process that acts on mail (receiver, scheduler sweep, `mail ingest`) needs it.
+        "TRUSTED_AUTHSERV_IDS": _names("TRUSTED_AUTHSERV_IDS"),
     }
+
+
+def _names(name: str) -> tuple[str, ...]:
+    """A comma-separated list of names, lower-case, blanks dropped."""
+    return tuple(part.strip().lower() for part in os.environ.get(name, "").split(",") if part.strip())

@@ -82,7 +82,10 @@ def log_call(
     return call
 
 
-def update_call(call: Call, actor, note: str, *, internal: bool = False, attachments=(), via: str = "portal"):
+def update_call(call: Call, actor, note: str, *, internal: bool = False, attachments=(), via: str = "portal",
+                sender_verified: bool = True):
+    """`sender_verified=False`: a note by mail whose From line had no proof
+    (switchboard.inbound.trust); the timeline marks it and it changes no status."""
     require(actor, "update_call", call)
     if call.is_closed:
         raise InvalidTransition(f"{call.ref} is closed; reopen it to add to it.")
@@ -96,15 +99,18 @@ def update_call(call: Call, actor, note: str, *, internal: bool = False, attachm
         call,
         kind,
         actor,
-        ("Internal note by " if internal else "Update by ") + actor.display_name,
+        ("Internal note by " if internal else "Update by ") + actor.display_name
+        + ("" if sender_verified else " (sender not verified)"),
         note,
         internal=internal,
         attachments=attachments,
         flush=False,  # _touch flushes below
     )
+    entry.sender_unverified = not sender_verified
     _responded(call, actor)
-    # A customer writing on a call marked resolved means it is not fixed.
-    if call.status is CallStatus.RESOLVED and not actor.is_staff:
+    # A customer writing on a call marked resolved means it is not fixed; a mail that may
+    # be forged reopens nothing (an analyst reads the note and decides).
+    if call.status is CallStatus.RESOLVED and not actor.is_staff and sender_verified:
         _set_status(call, actor, CallStatus.OPEN, "Reopened by the customer's update")
         call.resolved_at = None
     _touch(call)

@@ -3,7 +3,13 @@
 Matching order (DESIGN.md), first hit wins: our reply token, then
 In-Reply-To/References naming a mail we sent, then the subject keywords,
 else a new call where the account allows it. The sender must be allowed to
-do what it asks; approvals also need proof that the mail is genuine."""
+do what it asks (switchboard.permissions), and every change but a new call or
+a note on the sender's own open call needs proof that the mail comes from its
+From address (switchboard.inbound.trust, the one sender trust rule).
+
+A refusal about a record named by number reads the same whether the record
+does not exist or the sender may not see it, so replies tell nobody which
+numbers exist."""
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +21,7 @@ from switchboard.db import db
 from switchboard.calls.services import close_call, get_call, log_call, reopen_call, update_call
 from switchboard.errors import DeskError, InvalidInput, NotFound, PermissionDenied
 from switchboard.history.services import NewAttachment
-from switchboard.inbound import proof, replies
+from switchboard.inbound import replies, trust
 from switchboard.inbound.automated import bounced_message_ids, classify_automated
 from switchboard.inbound.models import InboundMessage, InboundStatus, UnknownSenders
 from switchboard.inbound.parse import ParsedMessage
@@ -24,6 +30,7 @@ from switchboard.inbound.subject import find_reply_token, parse_subject
 from switchboard.outbox.queue import find_by_message_ids, find_by_token
 from switchboard.people.models import Person
 from switchboard.people.services import create_person, find_person
+from switchboard.permissions import allowed
 from switchboard.requests.models import Request, Task
 from switchboard.requests.services import (
     approve_task,
@@ -39,6 +46,14 @@ CALL_ACTIONS = {"update_call", "close_call", "reopen_call"}
 TASK_ACTIONS = {"approve_task", "reject_task", "update_task"}
 REQUEST_ACTIONS = {"update_request"}
 SUMMARY_ACTIONS = {"summary_calls", "summary_requests", "summary_tasks"}
+# The rule in switchboard.permissions each action needs, and the one that lets a sender see
+# the record at all (a record it may not see is answered as if it did not exist).
+PERMISSION = {"update_call": "update_call", "close_call": "close_call", "reopen_call": "reopen_call",
+              "approve_task": "decide_task", "reject_task": "decide_task", "update_task": "update_task",
+              "update_request": "update_request"}
+VIEW = {Call: "view_call", Task: "view_task", Request: "view_request"}
+VERB = {"update_call": "update", "close_call": "close", "reopen_call": "reopen", "approve_task": "approve",
+        "reject_task": "reject", "update_task": "update", "update_request": "update"}
 
 
 @dataclass
@@ -72,28 +87,48 @@ def act(inbound: InboundMessage, msg: ParsedMessage) -> Outcome:
     if record is None and command.action in SUMMARY_ACTIONS:
         if sender is None or not sender.active:
             return _reject("We do not know your address, so there is nothing to summarise.")
-        replies.queue_summary(inbound, sender, command.action)
-        return Outcome(InboundStatus.PROCESSED, f"Sent a summary of open {command.action.split('_')[1]}.")
+        what = command.action.split("_")[1]
+        if replies.queue_summary(inbound, sender, command.action):
+            return Outcome(InboundStatus.PROCESSED, f"Sent a summary of open {what}.")
+        # Held back by the reply limits; the reason is added to the outcome.
+        return Outcome(InboundStatus.PROCESSED, f"Summary of open {what} not sent.")
 
-    if record is None:
-        if command.number is not None:
-            kind = command.action.split("_")[-1]
-            return _reject(f"There is no {kind} {command.number}.")
+    if record is None and command.number is None:
         try:
             return _log_new_call(inbound, msg, sender, account, command)
         except DeskError as exc:
             return _reject(exc.message)
 
+    # Before looking at the record, so the answer is the same whether it exists or not.
     if sender is None or not sender.active:
         return _reject("We do not know your address; only people known to the desk can change a record by mail.")
+    if record is None or (how == "subject" and not allowed(sender, VIEW[type(record)], record)):
+        return _reject(_no_such(command))
 
-    action = _action_for(record, command, token_row)
+    action = _action_for(record, command, how)
+    if action in ("mismatch", "wrong_kind"):
+        return _reject(
+            f"The subject names {command.action.split('_')[-1]} {command.number}, but the mail you replied to is "
+            f"about {record.ref}; send a new mail naming the record you mean.")
+    if not allowed(sender, PERMISSION[action], record):
+        if PERMISSION[action] == "decide_task":
+            return _reject(f"You are not the approver of {record.ref}.")
+        return _reject(f"You may not {VERB[action]} {record.ref}.")
+    sender_trust = trust.sender_trust(msg, sender, account, token_row, record, current_app.config)
+    refused = trust.refusal(action, sender_trust, sender, record)
+    if refused is not None:
+        return _reject(refused)
     try:
-        return _do(action, record, sender, msg, inbound, token_row, how)
+        return _do(action, record, sender, msg, sender_trust, how)
     except (PermissionDenied, InvalidInput, NotFound) as exc:
         return _reject(exc.message)
     except DeskError as exc:  # InvalidTransition and the like
         return _reject(exc.message)
+
+
+def _no_such(command) -> str:
+    kind = command.action.split("_")[-1]
+    return f"There is no {kind} {command.number} that you can {VERB.get(command.action, 'change')} by mail."
 
 
 def _reject(reason: str) -> Outcome:
@@ -127,14 +162,19 @@ def _match(msg: ParsedMessage, command):
     return None, None, None
 
 
-def _action_for(record, command, token_row) -> str:
+def _action_for(record, command, how) -> str:
     """What to do with the matched record: the subject's verb when it fits
-    the record, else an update. A subject naming a different record of the
-    same kind than the token's is refused rather than guessed at."""
+    the record, else an update. A subject naming another record than the one
+    the mail replies to (another number: "mismatch"; another kind, as in
+    `Approve task 8` on a reply to CALL-1's mail: "wrong_kind") is refused
+    rather than guessed at."""
     kind_actions = CALL_ACTIONS if isinstance(record, Call) else TASK_ACTIONS if isinstance(record, Task) else REQUEST_ACTIONS
-    if command.action in kind_actions:
-        if token_row is not None and command.number is not None and command.number != record.id:
+    if how != "subject" and command.number is not None:
+        if command.action not in kind_actions:
+            return "wrong_kind"
+        if command.number != record.id:
             return "mismatch"
+    if command.action in kind_actions:
         return command.action
     return {Call: "update_call", Task: "update_task", Request: "update_request"}[type(record)]
 
@@ -147,42 +187,35 @@ def _body(msg: ParsedMessage) -> str:
     return strip_quoted_reply(msg.text or "").strip()
 
 
-def _do(action, record, sender, msg, inbound, token_row, how) -> Outcome:
-    if action == "mismatch":
-        return _reject(
-            f"The subject names a different record than the mail you replied to ({record.ref}); "
-            "send a new mail naming the record you mean."
-        )
+def _do(action, record, sender, msg, sender_trust, how) -> Outcome:
     body = _body(msg)
+    # The inbound log says on what proof the desk acted, or that it had none.
+    proof = f"sender verified by {sender_trust.proof}" if sender_trust.verified else "sender not verified"
     if action == "update_call":
-        update_call(record, sender, body or "(no text)", attachments=_attachments(msg), via="email")
-        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref} (matched by {how}).", record)
+        update_call(record, sender, body or "(no text)", attachments=_attachments(msg), via="email",
+                    sender_verified=sender_trust.verified)
+        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref} (matched by {how}; {proof}).",
+                       record)
     if action == "close_call":
         close_call(record, sender, body)
-        return Outcome(InboundStatus.PROCESSED, f"Closed {record.ref}.", record)
+        return Outcome(InboundStatus.PROCESSED, f"Closed {record.ref} ({proof}).", record)
     if action == "reopen_call":
         reopen_call(record, sender, body)
-        return Outcome(InboundStatus.PROCESSED, f"Reopened {record.ref}.", record)
+        return Outcome(InboundStatus.PROCESSED, f"Reopened {record.ref} ({proof}).", record)
     if action in ("approve_task", "reject_task"):
-        evidence = proof.approval_proof(msg, sender, record, token_row, current_app.config)
-        if evidence is None:
-            return _reject(
-                f"A decision on {record.ref} by mail needs proof that it is genuine: reply to the approval "
-                "mail itself (it carries a token), or send from a domain that passes DMARC at our mail server."
-            )
         reason = body.split("\n\n")[0].strip()
         if action == "approve_task":
             approve_task(record, sender, reason, via="email")
         else:
             reject_task(record, sender, reason or "(no reason given)", via="email")
         verb = "Approved" if action == "approve_task" else "Rejected"
-        return Outcome(InboundStatus.PROCESSED, f"{verb} {record.ref} ({evidence}).", record)
+        return Outcome(InboundStatus.PROCESSED, f"{verb} {record.ref} ({proof}).", record)
     if action == "update_task":
         update_task(record, sender, body or "(no text)", attachments=_attachments(msg), via="email")
-        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref}.", record)
+        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref} ({proof}).", record)
     if action == "update_request":
         update_request(record, sender, body or "(no text)", attachments=_attachments(msg), via="email")
-        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref}.", record)
+        return Outcome(InboundStatus.PROCESSED, f"Added as a note to {record.ref} ({proof}).", record)
     raise AssertionError(f"unknown action {action}")
 
 

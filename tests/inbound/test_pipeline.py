@@ -108,6 +108,8 @@ def test_same_message_by_two_paths_is_acted_on_once(account):
 
 
 def test_subject_keywords_update_close_and_reopen(account, people):
+    # Closing and reopening by mail need a verified sender (inbound.trust): here the account's.
+    account.trusted_submission = True
     call = log_call(people["carol"], "Laptop slow")
     db.session.commit()
     row = deliver(mail(f"Re: Update call #{call.id}: more info", "It is slow after lunch.\n\n> old quote"), account)
@@ -123,10 +125,13 @@ def test_subject_keywords_update_close_and_reopen(account, people):
 
 
 def test_customer_cannot_touch_someone_elses_call(account, people):
+    # Verified senders (inbound.trust), so what is checked here is their rights.
+    account.trusted_submission = True
     call = log_call(people["carol"], "Mine")
     db.session.commit()
     row = deliver(mail(f"Close call {call.id}", sender="dave@example.org"), account)
-    assert row.status is InboundStatus.REJECTED and "your own" in row.outcome
+    # Answered as if there were no such call: a reply tells nobody which numbers exist.
+    assert row.status is InboundStatus.REJECTED and f"There is no call {call.id} that you can close" in row.outcome
     assert call.status is CallStatus.OPEN
     # Analysts may update any call.
     assert deliver(mail(f"Update call {call.id}", "on it", sender="anna@desk.test"), account).status \
@@ -135,15 +140,16 @@ def test_customer_cannot_touch_someone_elses_call(account, people):
 
 def test_unknown_reference_is_rejected_with_a_reply_listing_subjects(account):
     row = deliver(mail("Update call 999", "hello?"), account)
-    assert row.status is InboundStatus.REJECTED and row.outcome.startswith("There is no call 999.")
+    no_such = "There is no call 999 that you can update by mail."
+    assert row.status is InboundStatus.REJECTED and row.outcome.startswith(no_such)
     (reply,) = rejections()
-    assert reply.to == ["carol@example.org"] and reply.context["reason"] == "There is no call 999."
+    assert reply.to == ["carol@example.org"] and reply.context["reason"] == no_such
     assert reply.in_reply_to == f"<{row.message_id}>"
     rendered = catalogue.render_message(catalogue.EMAIL_REJECTED, {
         **reply.context,
         **catalogue.base_variables(desk_name="Desk", desk_address="help@desk.test"),
     })
-    assert "There is no call 999." in rendered.text and "Close call" in rendered.text
+    assert no_such in rendered.text and "Close call" in rendered.text
 
 
 def test_rejections_are_rate_limited_per_sender(account):
@@ -155,6 +161,7 @@ def test_rejections_are_rate_limited_per_sender(account):
 
 
 def test_one_batch_of_mail_is_acted_on_as_if_one_by_one(account, people):
+    account.trusted_submission = True  # so the batch's Close call is from a verified sender
     mine = log_call(people["carol"], "Keyboard")
     db.session.commit()
     rows = deliver_together([
