@@ -13,7 +13,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from switchboard.cli import password_from_stdin
+from switchboard.cli import exit_database_unavailable, password_from_stdin
 from switchboard.db import db
 from switchboard.errors import DeskError
 
@@ -115,9 +115,7 @@ def ingest(files, account_name, recipient, sender):
         click.echo(f"mail ingest: {exc.message}", err=True)
         sys.exit(pipe.EX_USAGE)
     except Exception as exc:
-        db.session.rollback()
-        click.echo(f"mail ingest: the database is not available ({type(exc).__name__}); exit 75", err=True)
-        sys.exit(pipe.EX_TEMPFAIL)
+        exit_database_unavailable("mail ingest", exc)
 
     status = pipe.EX_OK
     for name in files:

@@ -4,6 +4,7 @@ Output and flags are a contract for operators' scripts: keep them stable."""
 
 import json
 import sys
+from typing import NoReturn
 
 import click
 from flask.cli import AppGroup
@@ -29,6 +30,20 @@ def password_from_stdin() -> str:
     if not password:
         raise click.ClickException("--password-stdin: stdin gave no password.")
     return password
+
+
+EX_TEMPFAIL = 75  # sysexits.h: try again later (MTAs keep the mail; cron's next run retries)
+
+
+def exit_database_unavailable(command: str, exc: Exception) -> NoReturn:
+    """How a mail command (`mail ingest`, `outbox send`) ends when its database cannot be
+    reached: one line on stderr, no traceback, exit 75, nothing changed."""
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is broken too: nothing of ours is left to undo
+        pass
+    click.echo(f"{command}: the database is not available ({type(exc).__name__}); exit 75", err=True)
+    sys.exit(EX_TEMPFAIL)
 
 
 def _read_password(prompt: bool) -> str:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
-from switchboard.cli import password_from_stdin
+from switchboard.cli import EX_TEMPFAIL, exit_database_unavailable, password_from_stdin
 from switchboard.db import db
 from switchboard.errors import DeskError
 
 # Exit status of `outbox send` when mail was due and no server could be used.
-EX_UNREACHABLE = 75  # EX_TEMPFAIL: try again later
+EX_UNREACHABLE = EX_TEMPFAIL  # try again later
 
 
 def register(app) -> None:
@@ -49,10 +50,14 @@ def send(limit, loop_seconds, batch, lease_seconds):
     """Send the mail that is due. Prints `sent N, deferred N, failed N`.
 
     Exits 75 when mail was due but no outgoing server could be used (none configured,
-    or none reachable): the mail stays queued. With --loop, prints a line whenever it
-    did something and keeps running through server outages."""
+    or none reachable), or the database could not be reached: the mail stays queued.
+    With --loop, prints a line whenever it did something and keeps running through
+    server and database outages."""
     if loop_seconds is None:
-        report = _send_once(limit, batch, lease_seconds)
+        try:
+            report = _send_once(limit, batch, lease_seconds)
+        except SQLAlchemyError as exc:  # what was sent is marked; the rest waits for the next run
+            exit_database_unavailable("outbox send", exc)
         click.echo(report.summary())
         for problem in report.problems:
             click.echo(f"outbox send: {problem}", err=True)
