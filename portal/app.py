@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from portal.auth import current_person, limiter, login_manager
 from portal.htmx import is_htmx
+from portal.numbers import BoundedInt
 from switchboard.permissions import allowed
 
 csrf = CSRFProtect()
@@ -40,6 +41,8 @@ def init_portal(app: Flask) -> None:
     app.config.setdefault("DESK_NAME", "Switchboard")
     # Flask's own /static route serves the portal's files (stylesheet, vendored htmx).
     app.static_folder = STATIC_FOLDER
+    # Before any blueprint: their rules pick the converter up when they are added.
+    app.url_map.converters["int"] = BoundedInt
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

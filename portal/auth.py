@@ -12,7 +12,7 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Length
 
 from switchboard.db import db
-from switchboard.people.models import Person
+from switchboard.people.models import Person, login_password_matches
 from switchboard.people.services import find_person
 
 bp = Blueprint("auth", __name__)
@@ -44,9 +44,11 @@ def load_user(user_id: str):
     except ValueError:
         return None
     person = db.session.get(Person, person_id)
-    if person is None or person.session_version != version or not person.active:
+    if person is None or person.session_version != version:
         return None
-    return PortalUser(person)
+    user = PortalUser(person)
+    # Someone deactivated, or no longer an analyst or admin, is logged out at once.
+    return user if user.is_active else None
 
 
 def current_person() -> Person | None:
@@ -77,8 +79,11 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         person = find_person(form.email.data)
-        if person is not None and person.check_password(form.password.data) and person.active:
+        # The slow hash runs for every address (known or not, with a password or not),
+        # so neither the wording nor the time taken tells which accounts exist.
+        if login_password_matches(person, form.password.data) and person.active:
             if not person.is_staff:
+                # Only someone who knows this customer's password reads this.
                 form.email.errors.append("The portal is for analysts; customers use email.")
             else:
                 login_user(PortalUser(person))
@@ -92,6 +97,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_required
 def logout():
+    # Server side too: the session cookie, replayed after logout, no longer
+    # works (nor do the person's other sessions: the version is per person).
+    current_person().end_sessions()
+    db.session.commit()
     logout_user()
     flash("You are logged out.")
     return redirect(url_for("auth.login"))

@@ -1,5 +1,8 @@
 """Person and Group: who logs calls, who works them, who approves."""
 
+import functools
+import secrets
+
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -55,8 +58,28 @@ class Person(db.Model):
     def check_password(self, password: str) -> bool:
         return self.password_hash is not None and check_password_hash(self.password_hash, password)
 
+    def end_sessions(self) -> None:
+        """Every session cookie issued so far stops working (they carry the old version)."""
+        self.session_version = (self.session_version or 0) + 1
+
     def __repr__(self) -> str:
         return f"<Person {self.email}>"
+
+
+def login_password_matches(person: Person | None, password: str) -> bool:
+    """A login's password check that costs the same whoever asks: an unknown
+    address, or a person without a password, still runs the slow hash (against
+    a dummy), so the answer's timing does not tell which accounts exist."""
+    if person is None or person.password_hash is None:
+        check_password_hash(_dummy_hash(PASSWORD_METHOD), password)
+        return False
+    return check_password_hash(person.password_hash, password)
+
+
+@functools.cache
+def _dummy_hash(method: str) -> str:
+    # Per method: the dummy must cost what a real hash of the current method costs.
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 class Group(db.Model):
