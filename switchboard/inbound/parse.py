@@ -26,6 +26,7 @@ from email.parser import BytesParser
 
 from charset_normalizer import from_bytes
 
+from switchboard.inbound.bounds import MAX_HEADER_CHARS, MAX_HTML_DEPTH, bound_head, limit_html_depth
 from switchboard.inbound.html import html_to_text, sanitize_html, tidy_text
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -33,8 +34,6 @@ MAX_FILENAME_LENGTH = 150
 # Real mail nests a handful of levels; these bounds keep a hostile message cheap to read.
 MAX_MIME_DEPTH = 40
 MAX_MIME_PARTS = 2000
-# A header longer than this is not something anyone will read; decoding it all only costs time.
-MAX_HEADER_CHARS = 65536
 
 
 @dataclass(frozen=True)
@@ -62,6 +61,10 @@ class ParsedMessage:
     subject: str = ""
     from_address: str | None = None
     from_name: str | None = None
+    # Every address the From line names (from_address is the first) and the names of the
+    # groups in it: automatic replies go only to a From of one mailbox (outbox.limits).
+    from_addresses: tuple[str, ...] = ()
+    from_groups: tuple[str, ...] = ()
     reply_to: str | None = None
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
@@ -254,13 +257,47 @@ class _Address:
     address: str
 
 
-def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None) -> list[_Address]:
+# Runs of encoded words, and the quoted strings, comments and angle brackets they may not be read in.
+_ENCODED_RUN = re.compile(r'"(?:[^"\\]|\\.)*"?|\([^()]*\)?|<[^<>]*>?|'
+                          r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=(?:[ \t]*=\?[^?\s]+\?[bBqQ]\?[^?]*\?=)*")
+
+
+def _quote_encoded_words(value: str, fallback_charset: str | None) -> str:
+    """An address header's value with each run of encoded words outside quotes, comments and
+    angle brackets replaced by a quoted string of its decoded text (control characters and line
+    breaks flattened), so what it decodes to can only ever be a display name."""
+    if "=?" not in value:
+        return value
+
+    def quoted(match: re.Match) -> str:
+        text = match.group()
+        if text[0] in '"(<':
+            return text
+        decoded = decode_header_text(text, fallback_charset)
+        return '"' + decoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return _ENCODED_RUN.sub(quoted, value)
+
+
+def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None,
+                           groups: list[str] | None = None) -> list[_Address]:
+    """The header's addresses; the names of its groups ("name: a@b, c@d;") go to `groups`."""
     raw_values = [value for key, value in msg.raw_items() if key.lower() == name.lower()]
     if not raw_values:
         return []
     result: list[_Address] = []
     try:
-        for header in msg.get_all(name) or []:
+        if msg.policy is _MODERN_POLICY:
+            # Encoded words decoded by us into quoted strings first: the stdlib parser decodes
+            # them inside its address grammar, where a decoded ":" or "," makes a group or a
+            # second address of a display name (=?utf-8?q?Name=0D=0ABcc:_x@y?= <real@evil>).
+            headers = [_MODERN_POLICY.header_fetch_parse(name, _quote_encoded_words(v, fallback_charset))
+                       for v in raw_values]
+        else:
+            headers = msg.get_all(name) or []
+        for header in headers:
+            if groups is not None:
+                groups.extend(g.display_name for g in getattr(header, "groups", ()) if g.display_name is not None)
             for address in getattr(header, "addresses", ()):
                 username = _unescape_surrogates(address.username or "", fallback_charset)
                 domain = _unescape_surrogates(address.domain or "", fallback_charset)
@@ -665,7 +702,8 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
     references = parse_message_ids(" ".join(
         _unescape_surrogates(v, fallback) for k, v in raw_headers if k.lower() == "references"))
 
-    senders = _addresses_from_header(msg, "From", fallback)
+    from_groups: list[str] = []
+    senders = _addresses_from_header(msg, "From", fallback, from_groups)
     if not senders:
         senders = _addresses_from_header(msg, "Sender", fallback)
     reply_to = _addresses_from_header(msg, "Reply-To", fallback)
@@ -683,7 +721,9 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
     walker.walk(msg, collected)
 
     plain = tidy_text("\n\n".join(p for p in collected.plain if p.strip()))
-    html_source = "\n".join(collected.html)
+    html_source, flattened = limit_html_depth("\n".join(collected.html))
+    if flattened:
+        warnings.append(f"HTML nested more than {MAX_HTML_DEPTH} levels deep: the deeper markup was flattened")
     html = sanitize_html(html_source) if collected.html else None
     text = plain if plain else html_to_text(html_source)
 
@@ -700,6 +740,8 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
         subject=decode_header_text(first_raw("Subject"), fallback),
         from_address=senders[0].address if senders else None,
         from_name=(senders[0].name or None) if senders else None,
+        from_addresses=tuple(a.address for a in senders),
+        from_groups=tuple(from_groups),
         reply_to=reply_to[0].address if reply_to else None,
         to=tuple(a.address for a in _addresses_from_header(msg, "To", fallback)),
         cc=tuple(a.address for a in _addresses_from_header(msg, "Cc", fallback)),
@@ -739,15 +781,24 @@ class _ReusingPolicy(email.policy.EmailPolicy):
     objects are immutable, so sharing them is safe."""
 
     def header_fetch_parse(self, name, value):
-        if (hasattr(value, "name") or type(value) is not str or type(name) is not str
-                or len(value) > _CACHED_HEADER_MAX):
+        if hasattr(value, "name") or type(value) is not str or type(name) is not str:
             return super().header_fetch_parse(name, value)
+        if len(value) > _CACHED_HEADER_MAX:
+            # The headers of MIME parts were not bounded before parsing (bound_head reads the
+            # message's own head): cut here what no real header needs, and remember the few
+            # long values, which the walk asks for several times per part.
+            return _parsed_long_header(self.header_factory, name, value[:MAX_HEADER_CHARS])
         return _parsed_header(self.header_factory, name, value)
 
 
 @functools.lru_cache(maxsize=4096)
 def _parsed_header(factory, name: str, value: str):
     # As EmailPolicy.header_fetch_parse: unfold on \r and \n only.
+    return factory(name, "".join(_HEADER_LINE_BREAKS.split(value)))
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_long_header(factory, name: str, value: str):
     return factory(name, "".join(_HEADER_LINE_BREAKS.split(value)))
 
 
@@ -778,10 +829,10 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
         raw = bytes(raw)
     if not isinstance(raw, bytes):
         raise TypeError(f"parse_message needs bytes, not {type(raw).__name__}")
-    warnings: list[str] = []
     if not raw.strip():
         return ParsedMessage(warnings=("empty message",), raw=raw)
-    normalised = _normalise_line_endings(raw)
+    # Before any stdlib parser sees them: header lengths and address counts (see bounds).
+    normalised, warnings = bound_head(_normalise_line_endings(raw))
     policies = (_MODERN_POLICY, email.policy.compat32)
     if normalised.count(b"\n--") > MAX_MIME_PARTS // 2:
         # Thousands of parts: the modern parser re-parses every part's headers many times over.

@@ -25,6 +25,7 @@ from switchboard.inbound.act import Outcome, act
 from switchboard.inbound.models import InboundMessage, InboundStatus
 from switchboard.inbound.parse import ParsedMessage, parse_message
 from switchboard.inbound.replies import queue_rejection
+from switchboard.outbox import limits
 from switchboard.people.services import look_up_people
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,13 @@ def _act_together(claimed: list[int], ready: dict[int, ParsedMessage]) -> list[R
     done = []
     with batched_writes():
         for inbound, msg in zip(messages, parsed):
+            answering = limits.start(inbound, msg)  # who may be answered, and how often
             outcome = act(inbound, msg)
-            reply = queue_rejection(inbound, msg.from_address, outcome.describe(), msg.subject) if outcome.reply_needed else None
-            done.append((inbound, outcome, reply))
-    # Written now: the new records have their ids.
-    return [_settle(inbound, outcome, reply) for inbound, outcome, reply in done]
+            limits.acted(answering, outcome.record)
+            reply = queue_rejection(inbound, answering, outcome.describe(), msg.subject) if outcome.reply_needed else None
+            done.append((inbound, outcome, reply, answering))
+    # Written now: the new records have their ids (and the acknowledgements' fate is known).
+    return [_settle(inbound, outcome, answering.outcome_note(reply)) for inbound, outcome, reply, answering in done]
 
 
 def _process_one(inbound_id: int) -> Result:
@@ -136,9 +139,11 @@ def _process_one(inbound_id: int) -> Result:
     try:
         raw = blob_store.get(inbound.raw_sha256)
         msg = parse_message(raw, _attachment_limit())
+        answering = limits.start(inbound, msg)
         outcome = act(inbound, msg)
-        reply = queue_rejection(inbound, msg.from_address, outcome.describe(), msg.subject) if outcome.reply_needed else None
-        result = _settle(inbound, outcome, reply)
+        limits.acted(answering, outcome.record)
+        reply = queue_rejection(inbound, answering, outcome.describe(), msg.subject) if outcome.reply_needed else None
+        result = _settle(inbound, outcome, answering.outcome_note(reply))
         savepoint.commit()
     except Exception:
         savepoint.rollback()

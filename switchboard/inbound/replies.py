@@ -2,47 +2,24 @@
 accepted subjects), summaries of the sender's open items, and the link from
 a bounce to the outgoing mail that bounced."""
 
-from datetime import timedelta
-
 import sqlalchemy as sa
 
 from switchboard.calls.models import Call, CallStatus
 from switchboard.db import db, utcnow
-from switchboard.inbound.automated import is_never_answer_address
-from switchboard.inbound.models import InboundMessage
-from switchboard.outbox import catalogue
-from switchboard.outbox.models import OutboxMessage
+from switchboard.outbox import catalogue, limits
 from switchboard.outbox.queue import find_by_message_ids, queue_mail
 from switchboard.outbox.views import call_view, request_view, task_view
 from switchboard.requests.models import Request, RequestStatus, Task, TaskStatus
 
-# "never more than a few replies per sender per hour" (DESIGN.md)
-REJECTIONS_PER_SENDER_PER_HOUR = 3
-
-
-def queue_rejection(inbound, to_address: str | None, reason: str, subject: str) -> str:
-    """Queues the rejection reply unless the address must never be answered
-    or has had its share this hour. Returns what happened, for the log."""
-    if not to_address or is_never_answer_address(to_address):
-        return "no reply: the sender address is not one to answer"
-    since = utcnow() - timedelta(hours=1)
-    recent = db.session.scalar(
-        sa.select(sa.func.count(OutboxMessage.id))
-        .join(InboundMessage, OutboxMessage.inbound_id == InboundMessage.id)
-        .where(
-            OutboxMessage.message_type == catalogue.EMAIL_REJECTED,
-            InboundMessage.from_address == to_address.lower(),
-            OutboxMessage.created_at >= since,
-        )
-    )
-    # Rejections queued in this transaction and not flushed yet (a batch in batched writes).
-    recent += sum(1 for row in db.session.new if isinstance(row, OutboxMessage)
-                  and row.message_type == catalogue.EMAIL_REJECTED and row.to == [to_address.strip().lower()])
-    if recent >= REJECTIONS_PER_SENDER_PER_HOUR:
-        return f"no reply: {to_address} had {recent} rejections in the last hour"
+def queue_rejection(inbound, answering: limits.Answering, reason: str, subject: str) -> str:
+    """Queues the rejection reply unless switchboard.outbox.limits holds it back (an address
+    not to answer, or one that had its share). Returns what happened, for the log."""
+    refusal = limits.permit(limits.REJECTION, answering)
+    if refusal is not None:
+        return refusal
     queue_mail(
         catalogue.EMAIL_REJECTED,
-        [to_address],
+        [answering.address],
         template_key="email_rejected",
         context={"reason": reason, "original_subject": subject, "accepted_subjects": catalogue.ACCEPTED_SUBJECTS},
         inbound=inbound,
@@ -53,7 +30,12 @@ def queue_rejection(inbound, to_address: str | None, reason: str, subject: str) 
     return "rejection reply queued"
 
 
-def queue_summary(inbound, person, action: str) -> None:
+def queue_summary(inbound, person, action: str) -> bool:
+    """Queues the summary `action` asks for, unless switchboard.outbox.limits holds it back
+    (then it says why on the message's outcome). True when queued."""
+    answering = limits.answering_for(inbound=inbound) or limits.Answering(inbound.id, person.email)
+    if limits.permit(limits.SUMMARY, answering, to=person.email) is not None:
+        return False
     what = action.split("_", 1)[1]
     if what == "calls":
         rows = db.session.scalars(
@@ -88,6 +70,7 @@ def queue_summary(inbound, person, action: str) -> None:
         in_reply_to=_bracketed(inbound.message_id),
         with_token=False,
     )
+    return True
 
 
 def attach_bounce(inbound, original_ids) -> None:

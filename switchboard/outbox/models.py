@@ -154,3 +154,32 @@ class MailOptOut(db.Model):
     person_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id", ondelete="CASCADE"),
                                            primary_key=True)
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+# -- limits on automatic replies (switchboard.outbox.limits reads and writes these) ---------
+
+class AutoReply(db.Model):
+    """One automatic reply queued to an address (an acknowledgement of a call logged by mail,
+    a rejection, a summary): what the per-address and desk-wide limits count. Rows older than
+    the longest period are pruned, so the table stays small."""
+
+    __tablename__ = "auto_reply"
+    # Counting is a range scan of one address's rows of one kind; the desk-wide count and
+    # pruning scan by time.
+    __table_args__ = (sa.Index("ix_auto_reply_address_kind_created_at", "address", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    address: Mapped[str] = mapped_column(sa.String(320))  # normalised: lower-case, stripped
+    kind: Mapped[str] = mapped_column(sa.String(20))  # limits.KINDS
+    created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False, index=True)
+    inbound_id: Mapped[int | None] = mapped_column(sa.ForeignKey("inbound_message.id", ondelete="SET NULL"))
+
+
+class ReplyLimit(db.Model):
+    """A limit an admin set (limits.LIMITS names them and their defaults); no row means the default."""
+
+    __tablename__ = "reply_limit"
+
+    name: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    value: Mapped[int]
+    updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

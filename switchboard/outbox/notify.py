@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from switchboard.calls.models import Call
 from switchboard.events import subscribe
-from switchboard.outbox import catalogue, settings
+from switchboard.outbox import catalogue, limits, settings
 from switchboard.outbox.catalogue import MessageType, Recipient
 from switchboard.outbox.queue import mark_new_record, queue_mail
 from switchboard.outbox.views import call_view, person_view, request_view, snapshot, task_view
@@ -21,12 +21,13 @@ from switchboard.requests.models import Request, Task, TaskKind
 
 
 def queue_notification(message_type, people: Iterable, *, record, variables: dict,
-                       actor=None, mail_actor: bool = False) -> list:
+                       actor=None, mail_actor: bool = False, keep=None) -> list:
     """Queue one mail of `message_type` per person, about `record` (a Call, Task or
     Request), rendered at send time from `variables` (views or plain data). Leaves out
-    the actor (unless `mail_actor`), inactive people, duplicates, and people who opted
-    out of mail that is not essential. Returns the rows queued. The SLM sweep can use
-    this for escalations too."""
+    the actor (unless `mail_actor`), inactive people, duplicates, people who opted
+    out of mail that is not essential, and anyone `keep(person)` says no to (asked last,
+    so a reply limit counts only mail that would go). Returns the rows queued. The SLM
+    sweep can use this for escalations too."""
     info = catalogue.get(message_type)
     chosen = []
     seen = set()
@@ -42,6 +43,10 @@ def queue_notification(message_type, people: Iterable, *, record, variables: dic
     if info.type not in settings.ESSENTIAL_TYPES:
         opted_out = settings.opted_out_ids(p.id for p in chosen)
         chosen = [p for p in chosen if p.id not in opted_out]
+    if keep is not None:
+        chosen = [p for p in chosen if keep(p)]
+    if not chosen:
+        return []
     context = snapshot(variables)
     return [
         queue_mail(info.type, [person.email], record=record, recipient_person=person,
@@ -75,7 +80,7 @@ def people_for(recipients: Iterable[Recipient], record) -> list:
 
 
 def _notify(message_type, record, actor, extra: dict | None = None, *, notify: bool | None = None,
-            mail_actor: bool = False) -> list:
+            mail_actor: bool = False, keep=None) -> list:
     """The common path: the admin's on/off and recipients for the type, then queue.
     `notify` True/False is an analyst's explicit choice (the forward form); None means
     the settings decide."""
@@ -90,7 +95,7 @@ def _notify(message_type, record, actor, extra: dict | None = None, *, notify: b
         variables = {"task": task_view(record), "request": request_view(record.request)}
     variables.update(extra or {})
     return queue_notification(message_type, people_for(rule.recipients, record), record=record,
-                              variables=variables, actor=actor, mail_actor=mail_actor)
+                              variables=variables, actor=actor, mail_actor=mail_actor, keep=keep)
 
 
 def _text(entry) -> str:
@@ -101,7 +106,15 @@ def _text(entry) -> str:
 
 def on_call_logged(call, actor, **_):
     mark_new_record(call)  # logged just now: no earlier mail to thread under
-    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True)
+    answering = limits.answering_for(call)
+    keep = None
+    if answering is not None:
+        # Logged by mail: the customer's copy is an automatic reply to that mail, so the
+        # reply limits decide (anyone else the rule names is told as usual).
+        def keep(person):
+            return person is not call.customer or limits.permit(
+                limits.ACKNOWLEDGEMENT, answering, to=person.email) is None
+    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True, keep=keep)
 
 
 def on_call_updated(call, actor, entry=None, via="portal", **_):

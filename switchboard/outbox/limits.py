@@ -1,0 +1,301 @@
+"""Limits on what mail can make the desk send (RFC 3834 section 2): the one place that says
+whether an automatic reply to a mail (the acknowledgement of a call it logged, a rejection, a
+summary of the sender's items) may go out, and to which address.
+
+Who: the parsed From line, when it names exactly one mailbox and no group, and that mailbox
+is an addr-spec with a domain, not an address nobody reads (mailer-daemon, no-reply...) and
+not one of the desk's own addresses (the incoming accounts' addresses and catch-all domains,
+the outgoing servers' and templates' From addresses). Otherwise nobody: a From line is
+whatever the sender wrote, and a reply to a second or a made-up address is how a desk is
+turned into a spam cannon. One reply at most per incoming mail.
+
+How often: at most `per_address_hour` and `per_address_day` replies of each kind to one
+address, counted on the address actually replied to (normalised), never on a stored header;
+and at most `desk_hour` automatic replies from the whole desk. Admins change them on the
+notification settings page; no row means the default. A reply held back is said on the
+inbound message's outcome ("no reply: limit reached (...)"); what the mail did still happens.
+
+Counting reads the auto_reply table (an index range scan) once per address and kind per
+transaction and counts in memory after that, so a batch acted on together (batched writes,
+where queries do not see the batch's unflushed rows) counts its own replies too. Two acting
+processes on PostgreSQL count in separate transactions, so at worst each sends up to the
+limit to the same address in the same moment; on SQLite acting transactions take turns and
+the count is exact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from switchboard.db import db, forget_transaction_cache, transaction_cache, utcnow
+from switchboard.errors import InvalidInput
+from switchboard.outbox.models import AutoReply, OutgoingServer, ReplyLimit, TemplateOverride
+from switchboard.permissions import require
+
+ACKNOWLEDGEMENT = "acknowledgement"
+REJECTION = "rejection"
+SUMMARY = "summary"
+KINDS = {ACKNOWLEDGEMENT: "acknowledgements", REJECTION: "rejections", SUMMARY: "summaries"}
+
+
+@dataclass(frozen=True)
+class Limit:
+    name: str
+    default: int
+    label: str
+    maximum: int
+
+
+# 200 an hour for the whole desk: several times the automatic replies of a busy desk's
+# busiest hour (one acknowledgement per call logged by mail, a few rejections), yet a flood of
+# forged senders costs at most 200 mails an hour, 4,800 a day: under the daily sending quotas
+# of Microsoft 365 (10,000 recipients) and far from what gets a server's address blocklisted.
+LIMITS = {
+    limit.name: limit for limit in (
+        Limit("per_address_hour", 3, "Automatic replies of each kind to one address, per hour", 1000),
+        Limit("per_address_day", 10, "Automatic replies of each kind to one address, per day", 10000),
+        Limit("desk_hour", 200, "Automatic replies from the whole desk, per hour", 100000),
+    )
+}
+HOUR, DAY = timedelta(hours=1), timedelta(days=1)
+
+
+# -- the limits admins set ----------------------------------------------------------------------
+
+def limits() -> dict[str, int]:
+    """name -> value in force (read once per transaction)."""
+    cache = transaction_cache()
+    values = cache.get("reply_limits")
+    if values is None:
+        stored = dict(db.session.execute(sa.select(ReplyLimit.name, ReplyLimit.value)).all())
+        values = cache["reply_limits"] = {name: stored.get(name, limit.default) for name, limit in LIMITS.items()}
+    return values
+
+
+def set_limits(actor, **values) -> dict[str, int]:
+    """Sets some or all of the limits, checked together: whole numbers from 0 (no automatic
+    replies) to the limit's maximum, the per-day one at least the per-hour one. Raises
+    InvalidInput (with the field) and changes nothing when any is wrong."""
+    require(actor, "admin")
+    wanted = dict(limits())
+    for name, value in values.items():
+        limit = LIMITS.get(name)
+        if limit is None:
+            raise InvalidInput(f"There is no reply limit {name!r}; the limits are: {', '.join(LIMITS)}.",
+                               field=name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit.maximum:
+            raise InvalidInput(f"{limit.label}: give a whole number from 0 to {limit.maximum}.", field=name)
+        wanted[name] = value
+    if wanted["per_address_day"] < wanted["per_address_hour"]:
+        raise InvalidInput("The limit per day cannot be lower than the limit per hour.", field="per_address_day")
+    for name, value in values.items():
+        row = db.session.get(ReplyLimit, name)
+        if row is None:
+            db.session.add(ReplyLimit(name=name, value=value, updated_at=utcnow()))
+        else:
+            row.value, row.updated_at = value, utcnow()
+    db.session.flush()
+    forget_transaction_cache()
+    return limits()
+
+
+# -- who a reply may go to ----------------------------------------------------------------------
+
+@dataclass
+class Answering:
+    """One incoming mail being acted on: the address an automatic reply to it may go to (None:
+    nowhere, and `refusal` says why), and the replies held back, for its outcome."""
+
+    inbound_id: int | None
+    address: str | None
+    refusal: str | None = None
+    replied: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def outcome_note(self, reply: str | None = None) -> str | None:
+        """What to add to the message's outcome: the rejection's fate and anything held back."""
+        parts = [p for p in [reply, *self.notes] if p]
+        return "; ".join(dict.fromkeys(parts)) or None
+
+
+def reply_target(msg) -> tuple[str | None, str | None]:
+    """(address, None) when an automatic reply to the parsed mail `msg` may go to `address`,
+    else (None, the "no reply: ..." reason)."""
+    from switchboard.inbound.automated import is_never_answer_address
+    from switchboard.people.services import normalize_email
+
+    named = tuple(getattr(msg, "from_addresses", ()) or ((msg.from_address,) if msg.from_address else ()))
+    if getattr(msg, "from_groups", ()):
+        return None, "no reply: the From line is a group, not a sender"
+    if len(named) > 1:
+        return None, f"no reply: the From line names {len(named)} addresses"
+    if not named:
+        return None, "no reply: the mail has no sender address"
+    raw = named[0]
+    try:
+        address = normalize_email(raw)
+    except InvalidInput:
+        address = None
+    if address is None or "@" not in address or address.rsplit("@", 1)[1].startswith("["):
+        return None, f"no reply: {_shown(raw)} is not an address with a domain"
+    if is_never_answer_address(address):
+        return None, "no reply: the sender address is not one to answer"
+    if _is_our_own(address):
+        return None, f"no reply: {address} is one of the desk's own addresses"
+    return address, None
+
+
+def _is_our_own(address: str) -> bool:
+    cache = transaction_cache()
+    own = cache.get("own_addresses")
+    if own is None:
+        from switchboard.inbound.models import IncomingAccount, IncomingAddress
+
+        # One statement per transaction: every address the desk receives at or sends from.
+        query = sa.union_all(
+            sa.select(IncomingAddress.address.label("a")),
+            sa.select(IncomingAccount.username).where(IncomingAccount.username.like("%@%")),
+            sa.select(OutgoingServer.from_address),
+            sa.select(TemplateOverride.from_address).where(TemplateOverride.from_address.is_not(None)),
+        )
+        with db.session.no_autoflush:
+            own = cache["own_addresses"] = {(a or "").strip().lower() for a in db.session.scalars(query)}
+    # "@domain" is an account's catch-all: every address there reaches the desk.
+    return address in own or "@" + address.rsplit("@", 1)[1] in own
+
+
+def _shown(value: str) -> str:
+    return repr(value[:80])
+
+
+# -- the mail being acted on ---------------------------------------------------------------------
+# The acknowledgement is queued by an event handler (switchboard.outbox.notify), which learns of
+# the call, not of the mail: acting alone it runs inside act() (the mail is `answering_now`),
+# in batched writes after the batch (the mail is found by the call it logged).
+
+def start(inbound, msg) -> Answering:
+    """Called before acting on `inbound` (parsed as `msg`)."""
+    address, refusal = reply_target(msg)
+    answering = Answering(getattr(inbound, "id", None), address, refusal)
+    cache = transaction_cache()
+    cache.setdefault("answering", {})[id(inbound)] = (inbound, answering)
+    cache["answering_now"] = answering
+    return answering
+
+
+def acted(answering: Answering, record) -> None:
+    """Called after acting: `record` (if any) is what the mail logged or touched."""
+    cache = transaction_cache()
+    cache.pop("answering_now", None)
+    if record is not None:
+        # The first mail to name a record in a transaction is the one that logged it.
+        cache.setdefault("answering_by_record", {}).setdefault(id(record), (record, answering))
+
+
+def answering_for(record=None, inbound=None) -> Answering | None:
+    """The mail that caused mail about `record`, or the Answering registered for `inbound`."""
+    cache = transaction_cache()
+    if inbound is not None:
+        found = cache.get("answering", {}).get(id(inbound))
+        return found[1] if found is not None and found[0] is inbound else None
+    found = cache.get("answering_by_record", {}).get(id(record))
+    if found is not None and found[0] is record:
+        return found[1]
+    return cache.get("answering_now")
+
+
+# -- the decision --------------------------------------------------------------------------------
+
+def permit(kind: str, answering: Answering, to: str | None = None) -> str | None:
+    """None when an automatic reply of `kind` may go to answering.address (it is counted
+    then: queue it), else why not ("no reply: ..."), also kept in answering.notes. `to`, when
+    given, is where the caller would send it: anywhere but the sender's address is refused."""
+    refusal = _refusal(kind, answering)
+    if refusal is None and to is not None and to.strip().lower() != answering.address:
+        refusal = f"no reply: {_shown(to)} is not the address that sent the mail"
+    if refusal is not None:
+        answering.notes.append(refusal)
+        return refusal
+    _count(kind, answering)
+    return None
+
+
+def _refusal(kind: str, answering: Answering) -> str | None:
+    if answering.address is None:
+        return answering.refusal or "no reply: the sender address is not one to answer"
+    if answering.replied:
+        return "no reply: this mail was answered already"
+    values = limits()
+    hour, day = _address_counts(kind, answering.address)
+    if hour >= values["per_address_hour"]:
+        return f"no reply: limit reached ({hour} {KINDS[kind]} to {answering.address} in the last hour)"
+    if day >= values["per_address_day"]:
+        return f"no reply: limit reached ({day} {KINDS[kind]} to {answering.address} in the last day)"
+    desk = _desk_count(values["desk_hour"])
+    if desk >= values["desk_hour"]:
+        return f"no reply: limit reached (the desk sent {desk} automatic replies in the last hour)"
+    return None
+
+
+def _address_counts(kind: str, address: str) -> list[int]:
+    counts = transaction_cache().setdefault("auto_reply_counts", {})
+    key = (kind, address)
+    if key not in counts:
+        now = utcnow()
+        hour_ago, day_ago = now - HOUR, now - DAY
+        with db.session.no_autoflush:
+            hour, day = db.session.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(sa.case((AutoReply.created_at >= hour_ago, 1), else_=0)), 0),
+                          sa.func.count())
+                .where(AutoReply.address == address, AutoReply.kind == kind, AutoReply.created_at >= day_ago)
+            ).one()
+        # Rows of this transaction not written yet (a query does not see them in batched writes).
+        pending = [r for r in _pending_rows() if r.address == address and r.kind == kind]
+        counts[key] = [int(hour) + len(pending), int(day) + len(pending)]
+    return counts[key]
+
+
+def _desk_count(cap: int) -> int:
+    cache = transaction_cache()
+    if "auto_reply_desk" not in cache:
+        since = utcnow() - HOUR
+        # Counting stops at the cap: the answer is "cap reached" either way.
+        inner = sa.select(AutoReply.id).where(AutoReply.created_at >= since).limit(max(cap, 0)).subquery()
+        with db.session.no_autoflush:
+            found = db.session.scalar(sa.select(sa.func.count()).select_from(inner))
+        cache["auto_reply_desk"] = int(found) + len(_pending_rows())
+    return cache["auto_reply_desk"]
+
+
+def _pending_rows() -> list[AutoReply]:
+    return [row for row in db.session.new if isinstance(row, AutoReply)]
+
+
+def _count(kind: str, answering: Answering) -> None:
+    # The counts are read before the row is added, so it is counted once.
+    counts = _address_counts(kind, answering.address)
+    desk = _desk_count(limits()["desk_hour"])
+    cache = transaction_cache()
+    if not cache.get("auto_reply_pruned"):
+        cache["auto_reply_pruned"] = True
+        _prune()
+    db.session.add(AutoReply(address=answering.address, kind=kind, created_at=utcnow(),
+                             inbound_id=answering.inbound_id))
+    answering.replied = True
+    counts[0] += 1
+    counts[1] += 1
+    cache["auto_reply_desk"] = desk + 1
+
+
+def _prune() -> None:
+    """Forgets replies older than the longest period, once per transaction that counts one.
+    On PostgreSQL rows another acting process is deleting are skipped, never waited for."""
+    cutoff = utcnow() - DAY - HOUR
+    old = sa.select(AutoReply.id).where(AutoReply.created_at < cutoff).limit(1000)
+    if db.session.get_bind().dialect.name == "postgresql":
+        old = old.with_for_update(skip_locked=True)
+    with db.session.no_autoflush:
+        db.session.execute(sa.delete(AutoReply).where(AutoReply.id.in_(old.scalar_subquery()))
+                           .execution_options(synchronize_session=False))
