@@ -18,6 +18,7 @@ from switchboard.inbound.models import (
     Security,
     UnknownSenders,
 )
+from switchboard.outbox.smtp import password_in_clear
 from switchboard.people.models import Group
 from switchboard.people.services import normalize_email
 from switchboard.permissions import require
@@ -230,7 +231,7 @@ def _apply(account: IncomingAccount, **values) -> None:
                 raise InvalidInput(f"{field.replace('_', ' ').capitalize()} must be between {low} and {high}.",
                                    field=field)
             setattr(account, field, int(value))
-    for field in ("allow_new_calls", "use_linked_analyst", "active"):
+    for field in ("allow_new_calls", "use_linked_analyst", "trusted_submission", "active"):
         if field in values:
             setattr(account, field, bool(values.pop(field)))
     if "addresses" in values:
@@ -275,6 +276,10 @@ def _check_complete(account: IncomingAccount) -> None:
         account.security = Security.TLS
     if not account.port:
         account.port = DEFAULT_PORTS[(account.protocol, account.security)]
+    if password_in_clear(account.host, account.security.value):
+        raise InvalidInput("Security none would send the mailbox password over the network in clear "
+                           "text: use tls or starttls (none is only for a server on this machine).",
+                           field="security")
     if account.protocol is Protocol.POP3 and account.after_processing is AfterProcessing.MOVE:
         raise InvalidInput("POP3 has no folders: after processing, delete the message or keep it (seen).",
                            field="after_processing")
