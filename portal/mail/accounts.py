@@ -127,6 +127,7 @@ def _settings(form: AccountForm) -> dict:
         default_group=chosen_group(form.default_group.data),
         default_analyst=chosen_person(form.default_analyst.data),
         use_linked_analyst=form.use_linked_analyst.data,
+        trusted_submission=form.trusted_submission.data,
     )
     if form.after_processing.data:
         # Left out, the protocol's own default applies (POP3 cannot move).
@@ -157,4 +158,5 @@ def _current(account: IncomingAccount) -> dict:
         default_group=str(account.default_group_id or ""),
         default_analyst=str(account.default_analyst_id or ""),
         use_linked_analyst=account.use_linked_analyst,
+        trusted_submission=account.trusted_submission,
     )

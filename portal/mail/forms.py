@@ -97,6 +97,12 @@ class AccountForm(DeskForm):
     default_group = SelectField("Group for new calls", default="")
     default_analyst = SelectField("Analyst for new calls", default="")
     use_linked_analyst = BooleanField("Give new calls to the analyst who last worked for the same customer")
+    trusted_submission = BooleanField(
+        "Trusted submission: the From line of mail arriving here is proof of the sender",
+        description="Tick this only if every mail reaching this account has passed authenticated submission "
+                    "(your mail server accepts it only from its own users after they log in). Mail here may "
+                    "then close, reopen, approve and reject with its sender's rights; anyone who can get a "
+                    "mail into this account can act as anyone.")
 
     def __init__(self, *args, editing: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
