@@ -123,7 +123,7 @@ def test_the_approver_approves_by_answering_the_approval_mail(desk_server, peopl
     answer = deliver(reply_to(request_mail, "dave@example.org", "Fine, within budget.",
                               subject=f"Approve task {task.id} {request_mail.message['Subject'].strip()}"))
     assert answer.status.value == "processed", answer.outcome
-    assert "reply token of the approval mail" in answer.outcome
+    assert "sender verified by reply token" in answer.outcome
     db.session.expire_all()
     assert task.status is TaskStatus.APPROVED and task.decision_reason == "Fine, within budget."
     decided = [r for r in rows() if T(r.message_type) is T.APPROVAL_DECIDED]
