@@ -295,19 +295,15 @@ class ScratchFilesystem:
         """Writes a file until the filesystem is full; returns the bytes it took."""
         written = 0
         chunk = b"\0" * 65536
-        with open(self.filler, "ab") as f:
+        with open(self.filler, "ab", buffering=0) as f:  # unbuffered: nothing left to fail at close
             try:
                 while True:
-                    f.write(chunk)
-                    f.flush()
-                    written += len(chunk)
+                    written += f.write(chunk)
             except OSError:
                 pass
             try:  # the last partial chunk, byte-exact, so not even one page is left
                 while True:
-                    f.write(b"\0" * 512)
-                    f.flush()
-                    written += 512
+                    written += f.write(b"\0" * 512)
             except OSError:
                 pass
         return written
