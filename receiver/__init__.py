@@ -9,6 +9,9 @@ DEFAULTS = {
     "LMTP_PORT": (8024, int),
     # A 25 MiB attachment grows by a third in base64; Postfix's own default limit is 10 MB.
     "LMTP_MAX_MESSAGE_BYTES": (35 * 1024 * 1024, int),
+    # Recipients accepted per transaction; past it RCPT answers 452 4.5.3 and
+    # the MTA sends the rest in another transaction (one mail cannot fan out without end).
+    "LMTP_MAX_RECIPIENTS": (100, int),
     # Threads that look recipients up for the LMTP server, and on PostgreSQL
     # also the number of threads storing (SQLite: one, it has one write lock).
     "LMTP_DB_THREADS": (4, int),

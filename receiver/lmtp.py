@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 _PLAIN_PATH = re.compile(r"\s*<([A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+)>")
 
 TEMPORARY_FAILURE = "451 4.3.0 Temporary failure storing the message; please try again later"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 
 
 class DeskEnvelope(Envelope):
@@ -40,23 +41,43 @@ class DeskLMTP(LMTP):
     even where aiosmtpd answers once (message too big, line too long, an
     unexpected error): an LMTP client waits for one reply per recipient."""
 
-    def __init__(self, handler, **kwargs):
+    def __init__(self, handler, *, max_recipients: int = 100, **kwargs):
         super().__init__(handler, **kwargs)
+        self.max_recipients = max_recipients
         self._data_recipients = 0
 
     def _create_envelope(self) -> DeskEnvelope:
         return DeskEnvelope()
 
     def _getaddr(self, arg: str):
+        # An empty address makes aiosmtpd answer "501 Syntax" to MAIL and RCPT. So
+        # are a NUL (nothing downstream can keep it in a text column) and a path
+        # the email package trips over ("<" alone: IndexError): refused for good,
+        # where an exception would answer 451 and the MTA retry it for days.
+        if "\x00" in (arg or ""):
+            return "", ""
         # The usual "<local@domain> PARAMS" without the RFC 5322 parser aiosmtpd
         # uses (a tenth of the receiver's time); anything else still goes to it.
         match = _PLAIN_PATH.match(arg or "")
         if match is None:
-            return super()._getaddr(arg)
+            try:
+                return super()._getaddr(arg)
+            except (IndexError, ValueError, TypeError, AttributeError):
+                log.info("LMTP: unparseable path %r refused with 501", (arg or "")[:200])
+                return "", ""
         address = match.group(1)
         if self.local_part_limit and len(address.rpartition("@")[0]) > self.local_part_limit:
             return None, None
         return address, arg[match.end():]
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        # RFC 5321 4.5.3.1.8: past the limit, 452 each further recipient; the MTA
+        # delivers them in another transaction (Postfix does).
+        envelope = self.envelope
+        if envelope is not None and envelope.mail_from and len(envelope.rcpt_tos) >= self.max_recipients:
+            await self.push(TOO_MANY_RECIPIENTS)
+            return
+        await super().smtp_RCPT(arg)
 
     async def smtp_DATA(self, arg: str) -> None:
         recipients = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
@@ -322,12 +343,13 @@ class LMTPServer:
 
     def __init__(self, app, *, host: str | None = None, port: int | None = None,
                  max_message_bytes: int | None = None, db_threads: int | None = None, on_stored=None,
-                 gate: WriteGate | None = None):
+                 gate: WriteGate | None = None, max_recipients: int | None = None):
         config = app.config
         self.app = app
         self.host = host if host is not None else config["LMTP_HOST"]
         self.port = port if port is not None else config["LMTP_PORT"]
         self.max_message_bytes = max_message_bytes if max_message_bytes is not None else config["LMTP_MAX_MESSAGE_BYTES"]
+        self.max_recipients = max_recipients if max_recipients is not None else config["LMTP_MAX_RECIPIENTS"]
         threads = db_threads or config["LMTP_DB_THREADS"]
         # Recipient look-ups (reads) run in this pool; storing goes through one group-committing writer.
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="lmtp-lookup")
@@ -347,6 +369,7 @@ class LMTPServer:
         return DeskLMTP(
             self.handler,
             data_size_limit=self.max_message_bytes,
+            max_recipients=self.max_recipients,
             enable_SMTPUTF8=True,
             decode_data=False,
             hostname=self._hostname,

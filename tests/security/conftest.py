@@ -2,3 +2,4 @@
 pages) and the receiver's real LMTP server, shared with the security tests."""
 
 from tests.portal.conftest import _fresh_g_per_request, client, login, portal  # noqa: F401
+from tests.receiver.conftest import desk_accounts, receiver  # noqa: F401
