@@ -16,7 +16,11 @@ the row is "sent" once no address is left to try, "failed" if nobody got it or t
 attempts ran out. Permanent refusals stay in `recipient_results` for the admin.
 
 `send_due` owns its transactions (it is a job, like inbound.process.process_pending): it
-commits the claim, then commits the marks in small groups as it goes.
+commits the claim, then commits each mark of mail a server accepted right after the
+server's answer, before the next mail goes out; marks of mail nobody took (deferred,
+failed, handed back) wait for the next commit, in small groups. So a sender killed at any
+moment resends at most the one mail that was in flight (accepted, its mark not yet
+committed): delivery is at least once, with at most one duplicate per crash.
 """
 
 from __future__ import annotations
@@ -55,8 +59,9 @@ DEFAULT_MAX_AGE_HOURS = 48
 # When no server can be reached at all, mail waits this long and keeps its attempts:
 # a relay that is down for an afternoon must not fail the desk's mail.
 RELAY_DOWN_RETRY_SECONDS = 60
-# Marks are committed in groups this size (or after MARK_EVERY_SECONDS): a crash resends
-# at most one group, and a commit per mail would cost more than the SMTP dialogue.
+# A mark of mail a server accepted is committed at once (a crash must not resend it); the
+# others (deferred, failed: resending those is only a retry) in groups this size or after
+# MARK_EVERY_SECONDS, whichever comes first.
 MARK_EVERY_ROWS = 25
 MARK_EVERY_SECONDS = 1.0
 # Stop starting new mail when this share of the lease has gone, so a slow server never
@@ -166,7 +171,7 @@ def send_due(limit: int = 100, lease_seconds: int = 300, *,
                 pending_marks.extend(_release(j, relay_down=True) for j in jobs[index:])
                 break
             pending_marks.append(_outcome(job, result, config))
-            if (len(pending_marks) >= MARK_EVERY_ROWS
+            if (result.accepted or len(pending_marks) >= MARK_EVERY_ROWS
                     or time.monotonic() - last_flush > MARK_EVERY_SECONDS):
                 pending_marks.flush()
                 last_flush = time.monotonic()
