@@ -18,6 +18,7 @@ from wtforms.validators import InputRequired, Length, Optional
 from portal.forms import CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.inbound.models import AfterProcessing, Protocol, Security, UnknownSenders
 from switchboard.outbox.catalogue import Recipient
+from switchboard.outbox.limits import LIMITS as REPLY_LIMITS
 from switchboard.outbox.settings import SWITCH_LABELS, SWITCHES
 
 PEM_MAX = 100_000
@@ -169,3 +170,14 @@ class RuleForm(DeskForm):
     enabled = BooleanField("Send")
     recipients = CheckboxesField(
         "Recipients", choices=[SelectChoice(r.value, RECIPIENT_LABELS[r]) for r in Recipient])
+
+
+class ReplyLimitsForm(DeskForm):
+    """The limits on automatic replies, on the notifications page (prefix limits; built from
+    outbox.limits.LIMITS, which also checks the values)."""
+
+
+for _limit in REPLY_LIMITS.values():
+    setattr(ReplyLimitsForm, _limit.name, IntegerField(
+        _limit.label, validators=[InputRequired("Give a whole number (0: none at all).")],
+        description=f"Default {_limit.default}."))

@@ -1,6 +1,7 @@
 """Notification settings: the desk-wide mail switches, and per message type
 whether it is sent and to whom. One form for the page; a refused row shows
-its message beside it and nothing at all is saved."""
+its message beside it and nothing at all is saved. A second form sets the
+limits on automatic replies (switchboard.outbox.limits)."""
 
 from flask import flash, redirect, render_template, url_for
 
@@ -8,22 +9,17 @@ from portal.admin.forms import ConfirmForm
 from portal.auth import current_person
 from portal.forms import attempt
 from portal.mail.blueprint import bp
-from portal.mail.forms import RuleForm, SwitchesForm
+from portal.mail.forms import ReplyLimitsForm, RuleForm, SwitchesForm
 from switchboard.db import db
 from switchboard.errors import InvalidInput, NotFound
-from switchboard.outbox import catalogue, settings
+from switchboard.outbox import catalogue, limits, settings
 from switchboard.outbox.catalogue import MessageType
 from switchboard.outbox.settings import SWITCHED_TYPES
 
 
 @bp.route("/notifications", methods=["GET", "POST"])
 def notifications():
-    switches = SwitchesForm(prefix="switch", data=settings.switches())
-    rules = {}
-    for rule in settings.notification_rules():
-        number = int(rule.type)
-        rules[number] = RuleForm(prefix=f"t{number}", data={
-            "enabled": rule.enabled, "recipients": [r.value for r in rule.recipients]})
+    switches, rules = _forms()
     if switches.is_submitted():
         valid = all([switches.validate()] + [form.validate() for form in rules.values()])
         if valid and _save(switches, rules):
@@ -31,6 +27,36 @@ def notifications():
             return redirect(url_for("admin.mail.notifications"), code=303)
         return _page(switches, rules, 422)
     return _page(switches, rules)
+
+
+@bp.post("/notifications/limits")
+def reply_limits():
+    form = ReplyLimitsForm(prefix="limits")
+    if form.validate():
+        try:
+            limits.set_limits(current_person(), **{name: form[name].data for name in limits.LIMITS})
+        except InvalidInput as exc:
+            db.session.rollback()
+            form.add_error(exc.field, exc.message)
+        else:
+            db.session.commit()
+            flash("Reply limits saved.")
+            return redirect(url_for("admin.mail.notifications") + "#reply-limits", code=303)
+    switches, rules = _forms(from_request=False)
+    return _page(switches, rules, 422, reply_limits=form)
+
+
+def _forms(from_request: bool = True):
+    """The switches and per-type forms, filled from what is saved (and from the request's data
+    when `from_request`)."""
+    extra = {} if from_request else {"formdata": None}
+    switches = SwitchesForm(prefix="switch", data=settings.switches(), **extra)
+    rules = {}
+    for rule in settings.notification_rules():
+        number = int(rule.type)
+        rules[number] = RuleForm(prefix=f"t{number}", data={
+            "enabled": rule.enabled, "recipients": [r.value for r in rule.recipients]}, **extra)
+    return switches, rules
 
 
 @bp.post("/notifications/<int:number>/reset")
@@ -73,7 +99,7 @@ def _save(switches: SwitchesForm, rules: dict) -> bool:
     return True
 
 
-def _page(switches, rules, status=200):
+def _page(switches, rules, status=200, reply_limits=None):
     gated = {int(t): name for name, types in SWITCHED_TYPES.items() for t in types}
     rows = []
     for message_type in MessageType:
@@ -83,4 +109,5 @@ def _page(switches, rules, status=200):
     return render_template(
         "mail/notifications.html", switches=switches, rows=rows, labels=settings.SWITCH_LABELS,
         confirm=ConfirmForm(formdata=None),
+        reply_limits=reply_limits or ReplyLimitsForm(prefix="limits", formdata=None, data=limits.limits()),
     ), status

@@ -37,7 +37,8 @@ from switchboard.permissions import require
 ACKNOWLEDGEMENT = "acknowledgement"
 REJECTION = "rejection"
 SUMMARY = "summary"
-KINDS = {ACKNOWLEDGEMENT: "acknowledgements", REJECTION: "rejections", SUMMARY: "summaries"}
+KINDS = {ACKNOWLEDGEMENT: ("acknowledgement", "acknowledgements"), REJECTION: ("rejection", "rejections"),
+         SUMMARY: ("summary", "summaries")}
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ def set_limits(actor, **values) -> dict[str, int]:
         raise InvalidInput("The limit per day cannot be lower than the limit per hour.", field="per_address_day")
     for name, value in values.items():
         row = db.session.get(ReplyLimit, name)
+        if row is None and value == LIMITS[name].default:
+            continue  # left at the default: no row, so it follows the default
         if row is None:
             db.session.add(ReplyLimit(name=name, value=value, updated_at=utcnow()))
         else:
@@ -230,13 +233,17 @@ def _refusal(kind: str, answering: Answering) -> str | None:
     values = limits()
     hour, day = _address_counts(kind, answering.address)
     if hour >= values["per_address_hour"]:
-        return f"no reply: limit reached ({hour} {KINDS[kind]} to {answering.address} in the last hour)"
+        return f"no reply: limit reached ({_many(hour, kind)} to {answering.address} in the last hour)"
     if day >= values["per_address_day"]:
-        return f"no reply: limit reached ({day} {KINDS[kind]} to {answering.address} in the last day)"
+        return f"no reply: limit reached ({_many(day, kind)} to {answering.address} in the last day)"
     desk = _desk_count(values["desk_hour"])
     if desk >= values["desk_hour"]:
         return f"no reply: limit reached (the desk sent {desk} automatic replies in the last hour)"
     return None
+
+
+def _many(count: int, kind: str) -> str:
+    return f"{count} {KINDS[kind][count != 1]}"
 
 
 def _address_counts(kind: str, address: str) -> list[int]:
