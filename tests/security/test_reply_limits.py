@@ -256,3 +256,19 @@ def test_only_admins_may_change_the_limits(app, people, login):
     assert response.status_code == 403
     db.session.rollback()
     assert limits.limits()["per_address_hour"] == 3
+
+
+def test_acting_on_one_message_at_a_time_counts_the_same(app, desk_accounts):
+    # The fallback when a batch fails: each message alone, its acknowledgement queued inside
+    # act() (no batched writes), yet limited by the same rule.
+    from switchboard.inbound.process import _process_one
+
+    account = db.session.scalar(sa.select(IncomingAccount).where(IncomingAccount.name == "help"))
+    ids = [store_message(raw_mail(VICTIM, f"Log call: alone {n}", n), source="lmtp", account=account,
+                         envelope_to=[HELP]).inbound_id for n in range(5)]
+    db.session.commit()
+    outcomes = [_process_one(i).outcome for i in ids]
+    db.session.commit()
+    assert len(queued_to(VICTIM, catalogue.CALL_LOGGED)) == 3
+    assert [o.endswith(f"(no reply: limit reached (3 acknowledgements to {VICTIM} in the last hour))")
+            for o in outcomes] == [False, False, False, True, True]
