@@ -26,7 +26,8 @@ def test_ingest_a_file_logs_a_call_and_says_so(app, tmp_path):
     assert row.source == "pipe" and row.account_id is None
 
 
-def test_ingest_from_stdin_for_a_recipient_uses_its_account(app, desk_accounts):
+def test_ingest_from_stdin_for_a_recipient_uses_its_account(app, people, desk_accounts):
+    # carol is known (people), so the rejection is about the call, not about her address.
     mail = make_mail(subject="Close call 999", to="sales@desk.test")
     result = app.test_cli_runner().invoke(
         args=["mail", "ingest", "--recipient", "sales@desk.test", "--sender", "carol@example.org", "-"], input=mail)
