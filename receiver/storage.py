@@ -111,7 +111,10 @@ def follow_storage(engine: sa.engine.Engine) -> None:
 
     @sa.event.listens_for(engine, "checkout")
     def _same_file(dbapi_connection, record, proxy):
-        if _identity(path) != record.info.get("file_identity"):
+        current = _identity(path)
+        # A connection opened before this was installed is taken to be on today's file.
+        known = record.info.setdefault("file_identity", current)
+        if current is None or current != known:
             # The pool opens a new connection (and raises if it cannot: the delivery gets 451).
             raise sa.exc.DisconnectionError(f"the database file {path} was replaced or removed")
 
