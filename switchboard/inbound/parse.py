@@ -235,7 +235,9 @@ def parse_message_ids(value: str | None) -> tuple[str, ...]:
     """Message-IDs named in a header, without angle brackets, in order, without repeats."""
     if not value:
         return ()
-    value = _FOLDING.sub("", value)
+    # Control characters (a NUL above all: PostgreSQL refuses it in text, and storing
+    # would fail for good) go, as decode_header_text drops them from other headers.
+    value = _CONTROL.sub("", _FOLDING.sub("", value))
     found = _ANGLE_ID.findall(value) or _BARE_ID.findall(value)
     ids: list[str] = []
     for item in found:
