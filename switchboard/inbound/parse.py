@@ -264,10 +264,33 @@ _ENCODED_RUN = re.compile(r'"(?:[^"\\]|\\.)*"?|\([^()]*\)?|<[^<>]*>?|'
                           r"=\?[^?\s]+\?[bBqQ]\?[^?]*\?=(?:[ \t]*=\?[^?\s]+\?[bBqQ]\?[^?]*\?=)*")
 
 
-def _quote_encoded_words(value: str, fallback_charset: str | None) -> str:
-    """An address header's value with each run of encoded words outside quotes, comments and
-    angle brackets replaced by a quoted string of its decoded text (control characters and line
-    breaks flattened), so what it decodes to can only ever be a display name."""
+_COMMENT_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\\.?|[()]|[^"\\()]+', re.DOTALL)
+# Both stdlib address parsers read comments recursively: thousands of nested "(" exhaust the stack.
+_MAX_COMMENT_PARENS = 32
+
+
+def _without_comments(value: str) -> str:
+    """The value without its comments, read in one pass whatever their nesting."""
+    kept: list[str] = []
+    depth = 0
+    for token in _COMMENT_TOKEN.finditer(value):
+        text = token.group()
+        if text == "(":
+            depth += 1
+        elif text == ")" and depth:
+            depth -= 1
+        elif not depth:
+            kept.append(text)
+    return "".join(kept)
+
+
+def _prepare_address_value(value: str, fallback_charset: str | None) -> str:
+    """An address header's value made safe for the stdlib parsers: comments dropped where there
+    are many (they mean nothing to the desk), and each run of encoded words outside quotes,
+    comments and angle brackets replaced by a quoted string of its decoded text (control
+    characters and line breaks flattened), so what it decodes to can only be a display name."""
+    if value.count("(") > _MAX_COMMENT_PARENS:
+        value = _without_comments(value)
     if "=?" not in value:
         return value
 
@@ -293,7 +316,7 @@ def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None
             # Encoded words decoded by us into quoted strings first: the stdlib parser decodes
             # them inside its address grammar, where a decoded ":" or "," makes a group or a
             # second address of a display name (=?utf-8?q?Name=0D=0ABcc:_x@y?= <real@evil>).
-            headers = [_MODERN_POLICY.header_fetch_parse(name, _quote_encoded_words(v, fallback_charset))
+            headers = [_MODERN_POLICY.header_fetch_parse(name, _prepare_address_value(v, fallback_charset))
                        for v in raw_values]
         else:
             headers = msg.get_all(name) or []
@@ -309,7 +332,8 @@ def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None
     except Exception:  # the modern header parser has edge cases; the old one still gives addresses
         result = []
     if not result:
-        flat = [_unescape_surrogates(_FOLDING.sub("", str(v)), fallback_charset) for v in raw_values]
+        flat = [_prepare_address_value(_unescape_surrogates(_FOLDING.sub("", str(v)), fallback_charset),
+                                       fallback_charset) for v in raw_values]
         for display, spec in email.utils.getaddresses(flat):
             result.append(_Address(decode_header_text(display, fallback_charset), spec))
     cleaned: list[_Address] = []
