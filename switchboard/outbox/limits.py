@@ -246,21 +246,43 @@ def _many(count: int, kind: str) -> str:
     return f"{count} {KINDS[kind][count != 1]}"
 
 
+# The counts of every kind for a set of addresses, in one statement.
+_COUNTS = (
+    sa.select(AutoReply.address, AutoReply.kind,
+              sa.func.sum(sa.case((AutoReply.created_at >= sa.bindparam("hour_ago"), 1), else_=0)),
+              sa.func.count())
+    .where(AutoReply.address.in_(sa.bindparam("addresses", expanding=True)),
+           AutoReply.created_at >= sa.bindparam("day_ago"))
+    .group_by(AutoReply.address, AutoReply.kind)
+)
+
+
 def _address_counts(kind: str, address: str) -> list[int]:
-    counts = transaction_cache().setdefault("auto_reply_counts", {})
+    """[in the last hour, in the last day] for `kind` to `address`, kept for the transaction.
+    The first question reads the counts of every address of the mail being acted on in this
+    transaction (in batched writes, the whole batch: one statement per batch)."""
+    cache = transaction_cache()
+    counts = cache.setdefault("auto_reply_counts", {})
     key = (kind, address)
     if key not in counts:
+        loaded = cache.setdefault("auto_reply_loaded", set())
+        wanted = {a.address for _, a in cache.get("answering", {}).values() if a.address} | {address}
+        wanted -= loaded
         now = utcnow()
-        hour_ago, day_ago = now - HOUR, now - DAY
         with db.session.no_autoflush:
-            hour, day = db.session.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(sa.case((AutoReply.created_at >= hour_ago, 1), else_=0)), 0),
-                          sa.func.count())
-                .where(AutoReply.address == address, AutoReply.kind == kind, AutoReply.created_at >= day_ago)
-            ).one()
+            found = db.session.execute(_COUNTS, {"addresses": sorted(wanted), "hour_ago": now - HOUR,
+                                                 "day_ago": now - DAY}).all()
+        for each in wanted:
+            for name in KINDS:
+                counts[(name, each)] = [0, 0]
+        for each, name, hour, day in found:
+            counts[(name, each)] = [int(hour or 0), int(day)]
         # Rows of this transaction not written yet (a query does not see them in batched writes).
-        pending = [r for r in _pending_rows() if r.address == address and r.kind == kind]
-        counts[key] = [int(hour) + len(pending), int(day) + len(pending)]
+        for row in _pending_rows():
+            if row.address in wanted:
+                counts[(row.kind, row.address)][0] += 1
+                counts[(row.kind, row.address)][1] += 1
+        loaded |= wanted
     return counts[key]
 
 
