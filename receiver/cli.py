@@ -51,9 +51,12 @@ def run_receiver():
     """Serve LMTP (LMTP_HOST:LMTP_PORT) and act on stored mail, until Ctrl-C or SIGTERM."""
     from receiver import process_batch_size
     from receiver.lmtp import LMTPServer
+    from receiver.storage import follow_storage
     from receiver.worker import ProcessingWorker, WriteGate
 
     app = current_app._get_current_object()
+    # Before forking, so the acting processes too reopen a replaced SQLite file (and never recreate it empty).
+    follow_storage(db.engine)
     gate = WriteGate.for_app(app)
     worker = ProcessingWorker(app, batch=process_batch_size(app), sweep_seconds=app.config["RECEIVER_SWEEP_SECONDS"],
                               gate=gate, processes=app.config["RECEIVER_PROCESSES"])
@@ -118,13 +121,29 @@ def ingest(files, account_name, recipient, sender):
         exit_database_unavailable("mail ingest", exc)
 
     status = pipe.EX_OK
+    limit = current_app.config["LMTP_MAX_MESSAGE_BYTES"]
+    from switchboard.inbound.budget import limit_memory
+
+    if not current_app.testing:  # a test runner's own process must keep its address space
+        limit_memory()  # this process only takes mail in: one costly message fails, not the host
     for name in files:
         label = "<stdin>" if name == "-" else name
         try:
-            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            # At most one byte over the limit is read: enough to know, never the whole input.
+            if name == "-":
+                raw = sys.stdin.buffer.read(limit + 1)
+            else:
+                with open(name, "rb") as source:
+                    raw = source.read(limit + 1)
         except OSError as exc:
             click.echo(f"{label}: not read: {exc.strerror or exc}", err=True)
             status = status if status == pipe.EX_TEMPFAIL else pipe.EX_NOINPUT
+            continue
+        if len(raw) > limit:
+            # EX_DATAERR: an MTA's pipe transport bounces it; retrying could never succeed.
+            click.echo(f"{label}: refused: larger than LMTP_MAX_MESSAGE_BYTES ({limit} bytes); "
+                       "nothing stored (exit 65)", err=True)
+            status = status if status == pipe.EX_TEMPFAIL else pipe.EX_DATAERR
             continue
         done = pipe.ingest(raw, account_id=account_id, sender=sender, recipients=[recipient] if recipient else [])
         if not done.stored:

@@ -10,6 +10,7 @@ from switchboard.db import db
 
 EX_OK = 0
 EX_USAGE = 64
+EX_DATAERR = 65  # larger than LMTP_MAX_MESSAGE_BYTES: the MTA bounces it
 EX_NOINPUT = 66
 EX_NOUSER = 67
 EX_TEMPFAIL = 75
@@ -38,8 +39,14 @@ def ingest(raw: bytes, *, account_id: int | None = None, sender: str | None = No
                                envelope_to=list(recipients))
         db.session.commit()
     except Exception as exc:
-        db.session.rollback()
-        return Ingested(None, "not stored", f"{type(exc).__name__}: {str(exc)[:300]}", stored=False)
+        # Stored means committed: whatever failed (the statements or the COMMIT itself), nothing is.
+        try:
+            db.session.rollback()
+        except Exception:
+            db.session.invalidate()  # the connection itself is gone
+        cause = getattr(exc, "orig", None) or exc
+        text = " ".join(str(cause).split())[:300]
+        return Ingested(None, "not stored", f"{type(cause).__name__}: {text}", stored=False)
     if not result.duplicate:
         try:
             process_batch([result.inbound_id], limit=1)

@@ -243,3 +243,29 @@ def test_mail_poll_command_acts_in_processes_while_it_polls(app, dovecot, mail_a
     assert calls() == sorted(f"problem number {i}" for i in range(45))
     assert {(r.status.value, r.attempts) for r in rows()} == {("processed", 1)}
     assert dovecot.messages(mail_account.email) == []
+
+
+@pytest.mark.parametrize("after", ["move", "seen", "delete"])
+@pytest.mark.parametrize("waiting", [1, 3])
+def test_issue8_commit_failing_leaves_every_message_untouched_and_the_next_poll_stores_each_once(
+        app, dovecot, mail_account, mailbox_account, after, waiting):
+    """The database refuses the COMMIT (faults.commit_fails: the statements all
+    succeed): nothing is moved, flagged or deleted, for the batch (3) and for a
+    single message; the next poll stores and settles each once."""
+    from .faults import commit_fails
+
+    account_id = mailbox_account(mail_account, "imap", after_processing=after)
+    mails = fill(dovecot, mail_account, waiting)
+    with commit_fails():
+        failed = poll_account(account_id)
+    assert not failed.ok and failed.stored == 0 and failed.settled == 0
+    assert f"{waiting} message(s) left in the mailbox" in failed.error
+    assert sorted(dovecot.messages(mail_account.email)) == sorted(mails)
+    assert flags(dovecot, mail_account) == [set()] * waiting  # not \Seen, not \Deleted
+    assert "Processed" not in dovecot.folders(mail_account.email) or \
+        dovecot.messages(mail_account.email, "Processed") == []
+    assert rows() == [] and db.session.scalar(sa.select(sa.func.count()).select_from(MailboxReceipt)) == 0
+    again = poll_account(account_id)
+    assert again.ok, again.error
+    assert (again.stored, again.settled) == (waiting, waiting)
+    assert [r.deliveries for r in rows()] == [1] * waiting

@@ -84,3 +84,22 @@ def test_ingest_for_an_unknown_recipient_or_account_stores_nothing(app, desk_acc
     typo = runner.invoke(args=["mail", "ingest", "--account", "hlep", str(path)])
     assert typo.exit_code == 75 and "no incoming account named 'hlep'" in typo.output
     assert rows() == []
+
+
+def test_issue8_ingest_exits_75_with_one_line_when_the_commit_fails(app, desk_accounts, tmp_path):
+    """The database refuses the COMMIT itself (faults.commit_fails): exit 75,
+    one line saying why, nothing stored; the MTA's rerun stores it once."""
+    from .faults import commit_fails
+
+    path = tmp_path / "mail.eml"
+    path.write_bytes(make_mail())
+    with commit_fails():
+        result = app.test_cli_runner().invoke(args=["mail", "ingest", "--account", "help", str(path)])
+    assert result.exit_code == 75, result.output
+    [line] = result.output.splitlines()
+    assert line.startswith(f"{path}: not stored: ") and line.endswith("(exit 75: try again later)")
+    assert "Traceback" not in result.output
+    assert rows() == []
+    retry = app.test_cli_runner().invoke(args=["mail", "ingest", "--account", "help", str(path)])
+    assert retry.exit_code == 0, retry.output
+    assert [r.deliveries for r in rows()] == [1]

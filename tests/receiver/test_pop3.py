@@ -104,3 +104,26 @@ def test_big_messages_are_fetched_a_few_at_a_time_and_all_arrive(app, dovecot, m
     assert (result.ok, result.stored, result.settled) == (True, 4, 4)
     assert dovecot.messages(mail_account.email) == []
     assert len(rows()) == 4
+
+
+@pytest.mark.parametrize("after", ["delete", "seen"])
+@pytest.mark.parametrize("waiting", [1, 3])
+def test_issue8_commit_failing_deletes_nothing_and_the_next_poll_stores_each_once(
+        app, dovecot, mail_account, mailbox_account, after, waiting):
+    """The database refuses the COMMIT (faults.commit_fails): nothing is
+    DELEted, for the batch (3) and for a single message; the next poll stores
+    each once (and, set to delete, deletes them then)."""
+    from .faults import commit_fails
+
+    account_id = mailbox_account(mail_account, "pop3", after_processing=after)
+    fill(dovecot, mail_account, waiting)
+    with commit_fails():
+        failed = poll_account(account_id)
+    assert not failed.ok and failed.stored == 0 and failed.settled == 0
+    assert f"{waiting} message(s) left in the mailbox" in failed.error
+    assert len(dovecot.messages(mail_account.email)) == waiting and rows() == []
+    again = poll_account(account_id)
+    assert again.ok, again.error
+    assert again.stored == waiting and [r.deliveries for r in rows()] == [1] * waiting
+    assert len(dovecot.messages(mail_account.email)) == (0 if after == "delete" else waiting)
+    assert poll_account(account_id).stored == 0  # and never again
