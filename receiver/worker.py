@@ -33,6 +33,39 @@ _FORK = multiprocessing.get_context("fork")
 _FINISH = "finish"  # handed to a worker: act on everything still new, report, stop
 
 
+# Every wait on the gate's shared lock and semaphore ends after this long, to look whether the
+# process on the other side still lives: a process killed (SIGKILL, an OOM kill) while it held
+# the gate never releases it, and an acting process whose receiver is gone must not wait on.
+WAIT_STEP = 0.25
+
+
+class ParentGone(Exception):
+    """Raised in an acting process that waits on (or enters) the gate after the process that
+    made the gate, the receiver or `mail poll` that forked it, has gone."""
+
+
+class _LockLost(ParentGone):
+    """ParentGone while waiting to take the gate's lock back: it is not ours to release."""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a killed child the parent has not reaped yet is a
+    zombie: it exists, but it will never release what it held)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc here: existence is all we can learn
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
 class WriteGate:
     """Puts storing mail (someone waits for the answer) before acting on it
     (nobody does), within the receiver and the worker processes it forks.
@@ -44,14 +77,26 @@ class WriteGate:
     transaction at a time through: SQLite has one write lock per file, and
     writers that collide on it wait in its busy handler, which sleeps in
     growing steps (up to 100 ms); queuing here wakes the next writer at once.
-    Its state lives in shared memory, so forked workers obey it too."""
+    Its state lives in shared memory, so forked workers obey it too.
+
+    No wait on it is endless (a condition variable across processes is not: a process
+    killed inside it leaves it locked, or leaves a notifier waiting for its wake-up): every
+    wait ends after WAIT_STEP to look around. A forked process whose maker is gone gets
+    ParentGone (at its next wait, or when it next asks for the gate), so it acts no further;
+    a lock or a writer's turn left by a process that died is taken back from it."""
 
     def __init__(self, exclusive: bool, *, quiet: float = 0.02, max_wait: float = 0.25):
         self.exclusive = exclusive
         self.quiet = quiet
         self.max_wait = max_wait
-        self._cond = _FORK.Condition()
-        self._busy = _FORK.RawValue("b", 0)
+        self._maker = os.getpid()  # the receiver or mail poll; the processes it forks obey it
+        self._lock = _FORK.Lock()  # short holds only: guards the values below
+        self._lock_holder = _FORK.RawValue("i", 0)  # pid inside _lock
+        self._rescue = _FORK.Lock()  # one process at a time frees a lock left by a dead one
+        self._wakeup = _FORK.Semaphore(0)
+        self._sleepers = _FORK.RawValue("i", 0)  # waiting on _wakeup since the last notify
+        self._notified = _FORK.RawValue("q", 0)  # notifications so far
+        self._busy = _FORK.RawValue("i", 0)  # pid of the writer holding the gate (exclusive), else 0
         self._urgent_waiting = _FORK.RawValue("i", 0)
         self._last_urgent = _FORK.RawValue("d", 0.0)  # time.monotonic() is the same clock in every process
 
@@ -68,43 +113,149 @@ class WriteGate:
         """Seconds since mail was last stored (through this gate)."""
         return time.monotonic() - self._last_urgent.value
 
+    def maker_gone(self) -> bool:
+        """In a process forked from the gate's maker: whether the maker has gone."""
+        return os.getpid() != self._maker and os.getppid() != self._maker
+
     @contextlib.contextmanager
     def urgent(self):
         """For storing mail a client waits to hear about."""
-        with self._cond:
+        with self._locked():
             self._last_urgent.value = time.monotonic()
             self._urgent_waiting.value += 1
-            while self.exclusive and self._busy.value:
-                self._cond.wait()
-            self._urgent_waiting.value -= 1
-            self._busy.value = self.exclusive
+            try:
+                while self.exclusive and self._writer_holds():
+                    self._wait(WAIT_STEP)
+            finally:
+                self._urgent_waiting.value -= 1
+            self._busy.value = os.getpid() if self.exclusive else 0
         try:
             yield
         finally:
-            with self._cond:
-                self._busy.value = False
+            with self._locked(leaving=True):
+                self._busy.value = 0
                 self._last_urgent.value = time.monotonic()
-                self._cond.notify_all()
+                self._notify_all()
 
     @contextlib.contextmanager
     def background(self):
-        """For work nobody waits on: goes after storing (see the class)."""
-        with self._cond:
+        """For work nobody waits on: goes after storing (see the class). In a forked
+        process, raises ParentGone once the gate's maker has gone."""
+        if self.maker_gone():
+            raise ParentGone("the receiver that started this acting process has gone")
+        with self._locked():
             give_up_waiting = time.monotonic() + self.max_wait
             while True:
                 now = time.monotonic()
-                blocked = self._urgent_waiting.value > 0 or (self.exclusive and self._busy.value)
+                blocked = self._urgent_waiting.value > 0 or (self.exclusive and self._writer_holds())
                 quiet_for = now - self._last_urgent.value
                 if not blocked and (quiet_for >= self.quiet or now >= give_up_waiting):
                     break
-                self._cond.wait(None if blocked else max(0.001, min(self.quiet - quiet_for, give_up_waiting - now)))
-            self._busy.value = self.exclusive
+                self._wait(WAIT_STEP if blocked else max(0.001, min(self.quiet - quiet_for, give_up_waiting - now)))
+            self._busy.value = os.getpid() if self.exclusive else 0
         try:
             yield
         finally:
-            with self._cond:
-                self._busy.value = False
-                self._cond.notify_all()
+            with self._locked(leaving=True):
+                self._busy.value = 0
+                self._notify_all()
+
+    # -- the parts of a condition variable, each wait bounded ------------------------------------
+
+    def _writer_holds(self) -> bool:
+        """Called with the lock held: whether a writer has the gate; a writer that died
+        holding it (killed mid-transaction) gives it back."""
+        holder = self._busy.value
+        if holder and holder != os.getpid() and not _alive(holder):
+            log.warning("write gate: process %s died while writing; the gate is free again", holder)
+            self._busy.value = 0
+            return False
+        return bool(holder)
+
+    @contextlib.contextmanager
+    def _locked(self, *, leaving: bool = False):
+        """The shared lock, waited for in steps. `leaving` gives the gate back: in a process
+        whose maker has gone it then goes on without the lock (nobody is left to wait for
+        this gate but the maker's other children, leaving too) rather than wait."""
+        while not self._lock.acquire(timeout=WAIT_STEP):
+            if self.maker_gone():
+                if leaving:
+                    yield
+                    return
+                raise ParentGone("the receiver that started this acting process has gone")
+            self._free_lock_of_the_dead()
+        self._lock_holder.value = os.getpid()
+        try:
+            yield
+        except _LockLost:
+            raise  # _wait could not take the lock back: nothing to release
+        except BaseException:
+            self._release()
+            raise
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        self._lock_holder.value = 0
+        self._lock.release()
+
+    def _free_lock_of_the_dead(self) -> None:
+        holder = self._lock_holder.value
+        if not holder or _alive(holder) or not self._rescue.acquire(timeout=WAIT_STEP):
+            return
+        try:
+            if self._lock.acquire(block=False):
+                self._lock.release()  # freed meanwhile
+            elif self._lock_holder.value == holder:  # still held by the same dead process
+                log.warning("write gate: process %s died holding the gate's lock; freed", holder)
+                self._release()  # a plain multiprocessing Lock may be released by any process
+        finally:
+            self._rescue.release()
+
+    def _wait(self, timeout: float) -> None:
+        """Called with the lock held: lets it go, sleeps until notified or for `timeout`
+        (at most WAIT_STEP), takes the lock again. Callers check their condition again."""
+        self._sleepers.value += 1
+        notified_before = self._notified.value
+        self._release()
+        woken = self._wakeup.acquire(timeout=min(timeout, WAIT_STEP))
+        while not self._lock.acquire(timeout=WAIT_STEP):
+            if self.maker_gone():
+                raise _LockLost("the receiver that started this acting process has gone")
+            self._free_lock_of_the_dead()
+        self._lock_holder.value = os.getpid()
+        if not woken:
+            if self._notified.value == notified_before:
+                self._sleepers.value -= 1  # nobody counted on waking us
+            else:
+                self._wakeup.acquire(block=False)  # a wake-up came for us too late: take it back
+        if self.maker_gone():
+            raise ParentGone("the receiver that started this acting process has gone")
+
+    def _notify_all(self) -> None:
+        """Called with the lock held. Never waits for the sleepers (one may be dead)."""
+        sleepers, self._sleepers.value = self._sleepers.value, 0
+        self._notified.value += 1
+        for _ in range(sleepers):
+            self._wakeup.release()
+
+
+class _Flag:
+    """The workers' stop flag, in shared memory, read and set without a lock: an Event's lock
+    left held by a killed process would leave the others waiting on it for ever, and so would a
+    SIGTERM handler setting an Event while the code it interrupted holds its lock."""
+
+    def __init__(self):
+        self._value = _FORK.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
 
 
 class ProcessingWorker:
@@ -126,7 +277,7 @@ class ProcessingWorker:
         shared = _FORK if self.processes else None
         # Lists of ids. Bounded: when the desk falls behind, ids beyond this wait for the sweep.
         self._queue = shared.Queue(maxsize=10_000) if shared else queue.Queue(maxsize=10_000)
-        self._stop = shared.Event() if shared else threading.Event()
+        self._stop = _Flag()
         self._processed = _FORK.Value("q", 0)  # messages acted on, for tests and benchmarks
         # What each worker acted on, by outcome, and why acting failed: sent by `finish`.
         self._reports = shared.Queue() if shared else queue.Queue()
@@ -267,6 +418,8 @@ class ProcessingWorker:
         try:
             with self._busy:
                 run_in_app(self.app, fn, *args)
+        except ParentGone:
+            self._stop.set()  # the receiver is gone, and so are we: nothing more is acted on
         except Exception as exc:
             log.exception("acting on stored mail failed; the next sweep retries")
             self._failures.append(f"{type(exc).__name__}: {str(exc)[:300]}")
