@@ -2,8 +2,10 @@
 priorities, uploaded files, and running a service so that its complaint
 (`InvalidInput`) lands beside the right field with nothing changed."""
 
+import re
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectField, SelectMultipleField, TextAreaField
+from wtforms import BooleanField, PasswordField, SelectField, SelectMultipleField, StringField, TextAreaField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -60,6 +62,27 @@ class DeskForm(FlaskForm):
     @property
     def has_errors(self) -> bool:
         return bool(self.errors or self.general_errors)
+
+    def validate(self, extra_validators=None) -> bool:
+        ok = super().validate(extra_validators)
+        # One-line fields (names, summaries, titles, addresses) end up in mail
+        # headers and bodies: a CR or LF there could forge a header or a line of
+        # the desk's text. A browser never sends one from such an input, so
+        # whatever does is refused, beside its field, for every form at once.
+        for field in _walk(self):
+            if _is_one_line(field) and isinstance(field.data, str) and _LINE_BREAKS.search(field.data):
+                field.errors = list(field.errors) + [ONE_LINE_MESSAGE]
+                ok = False
+        return ok
+
+
+ONE_LINE_MESSAGE = "Write this on one line (no line breaks or control characters)."
+_LINE_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\x85]")
+
+
+def _is_one_line(field) -> bool:
+    # Multi-line fields and passwords (any characters may be in a password) excepted.
+    return isinstance(field, StringField) and not isinstance(field, (TextAreaField, PasswordField))
 
 
 class CheckboxesField(SelectMultipleField):

@@ -91,7 +91,8 @@ def create_person(
         raise InvalidInput(f"{email} already exists.", field="email")
     person = Person(
         email=email,
-        name=(name or "").strip()[:200],
+        # One line, as summaries and titles are: a name goes into mail headers and bodies.
+        name=" ".join((name or "").split())[:200],
         is_analyst=analyst or admin,
         is_admin=admin,
         is_customer=customer,
@@ -126,7 +127,7 @@ def generate_password() -> str:
 
 
 def create_group(name: str, email: str | None = None, members=()) -> Group:
-    name = (name or "").strip()
+    name = " ".join((name or "").split())  # one line: a group's name reaches mail
     if not name:
         raise InvalidInput("A group needs a name.", field="name")
     if db.session.scalar(db.select(Group).where(Group.name == name)):
