@@ -370,6 +370,12 @@ class ProcessingWorker:
         with self.app.app_context():
             # The parent's pooled connections must not be shared with it.
             db.engine.dispose(close=False)
+            # This process only acts on mail: a message that needs more memory than its budget
+            # fails alone (MemoryError -> too costly), not the host. Its CPU budget is set per
+            # message by process_batch (inbound.budget), which runs in this main thread.
+            from switchboard.inbound.budget import limit_memory
+
+            limit_memory()
         self._run(parent)
 
     def _run(self, parent: int | None = None) -> None:

@@ -7,6 +7,7 @@ Mail is hostile input. Its HTML is only ever shown inside a sandboxed
 iframe, served from its own endpoint with a CSP that allows no script, no
 form, no network; files and the raw message always download, never open."""
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from io import BytesIO
 
@@ -23,7 +24,7 @@ from switchboard.db import db
 from switchboard.errors import InvalidTransition, NotFound
 from switchboard.inbound.accounts import list_accounts
 from switchboard.inbound.models import InboundMessage, InboundStatus
-from switchboard.inbound.parse import parse_message
+from switchboard.inbound.parse import parse_message, read_headers
 from switchboard.inbound.process import process_batch
 from switchboard.outbox.models import OutboxMessage
 
@@ -65,7 +66,7 @@ def inbound():
 @bp.get("/inbound/<int:inbound_id>")
 def inbound_message(inbound_id):
     message = _message(inbound_id)
-    parsed = parse_message(store.get(message.raw_sha256), _max_attachment_bytes())
+    parsed = _reading(message)
     replies = db.session.scalars(
         sa.select(OutboxMessage)
         .where(sa.or_(OutboxMessage.inbound_id == message.id, OutboxMessage.bounce_inbound_id == message.id))
@@ -91,10 +92,10 @@ def inbound_raw(inbound_id):
 @bp.get("/inbound/<int:inbound_id>/html")
 def inbound_html(inbound_id):
     message = _message(inbound_id)
-    parsed = parse_message(store.get(message.raw_sha256), _max_attachment_bytes())
-    if not parsed.html:
+    html = _reading(message).html
+    if not html:
         raise NotFound("This message has no HTML part.")
-    response = make_response(parsed.html)
+    response = make_response(html)
     response.mimetype = "text/html"
     response.headers["Content-Security-Policy"] = MAIL_HTML_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -105,6 +106,8 @@ def inbound_html(inbound_id):
 @bp.get("/inbound/<int:inbound_id>/files/<int:number>")
 def inbound_file(inbound_id, number):
     message = _message(inbound_id)
+    # A download (not a page view) reads the message again for the file's bytes: parsing is
+    # bounded (inbound.bounds), and the files are not kept twice.
     parsed = parse_message(store.get(message.raw_sha256), _max_attachment_bytes())
     if not 1 <= number <= len(parsed.attachments):
         raise NotFound("The message has no such attachment.")
@@ -130,6 +133,29 @@ def reprocess(inbound_id):
     else:
         flash(f"Reprocessed: {results[0].status}. {results[0].outcome}")
     return redirect(url_for("admin.mail.inbound_message", inbound_id=message.id), code=303)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the message page shows of a message's content."""
+
+    headers: list
+    text: str
+    html: str | None
+    attachments: list
+    warnings: list
+    from_name: str | None = None
+    stored: bool = True  # False: read now, from before parse results were kept
+
+
+def _reading(message: InboundMessage) -> _Reading:
+    """The parse results kept when the message was acted on: a page view never parses a
+    message (a hostile one cost 31 s a view). A message not yet acted on, or stored before
+    these were kept, shows its headers only (read cheaply, bounded), never its parsed body."""
+    if message.parsed_headers is not None:
+        return _Reading(message.parsed_headers, message.parsed_text or "", message.parsed_html,
+                        message.parsed_attachments or [], message.warnings or [], message.from_name)
+    return _Reading(read_headers(store.get(message.raw_sha256)), "", None, [], [], stored=False)
 
 
 def _message(inbound_id: int) -> InboundMessage:

@@ -143,6 +143,15 @@ class InboundMessage(db.Model):
     call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call.id", ondelete="SET NULL"), index=True)
     request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service_request.id", ondelete="SET NULL"))
     task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("task.id", ondelete="SET NULL"))
+    # What reading it gave, kept when it is acted on, so the admin's pages never parse it
+    # again (a hostile message once cost 31 s a page view). NULL: not read yet, or stored
+    # before these were kept. `warnings`: short strings, what was cut, guessed or lost.
+    warnings: Mapped[list | None] = mapped_column(sa.JSON)
+    from_name: Mapped[str | None] = mapped_column(sa.String(300))
+    parsed_headers: Mapped[list | None] = mapped_column(sa.JSON)  # [[name, decoded value], ...]
+    parsed_text: Mapped[str | None] = mapped_column(sa.Text)
+    parsed_html: Mapped[str | None] = mapped_column(sa.Text)  # already sanitised
+    parsed_attachments: Mapped[list | None] = mapped_column(sa.JSON)  # [{filename, content_type, size, inline}]
 
     account = relationship("IncomingAccount")
     call = relationship("Call")

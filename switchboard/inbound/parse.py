@@ -785,6 +785,15 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
     )
 
 
+def read_headers(raw: bytes) -> list[tuple[str, str]]:
+    """The message's own header fields, bounded and decoded, without reading its body: what an
+    admin is shown of a message that was too costly to read whole."""
+    head = bound_head(_normalise_line_endings(raw).partition(b"\n\n")[0])[0]
+    msg = BytesParser(policy=email.policy.compat32).parsebytes(head + b"\n\n", headersonly=True)
+    return [(_CONTROL.sub("", str(name)).strip(), decode_header_text(str(value)))
+            for name, value in msg.raw_items()]
+
+
 def _broken_multiparts(msg: Message) -> int:
     return sum(1 for part in _iter_parts(msg)
                if part.get_content_maintype() == "multipart" and not isinstance(part.get_payload(), list))
