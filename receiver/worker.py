@@ -37,6 +37,7 @@ _FINISH = "finish"  # handed to a worker: act on everything still new, report, s
 # process on the other side still lives: a process killed (SIGKILL, an OOM kill) while it held
 # the gate never releases it, and an acting process whose receiver is gone must not wait on.
 WAIT_STEP = 0.25
+_SLOTS = 32  # threads waiting on one gate at once, over all its processes; more look again every ms
 
 
 class ParentGone(Exception):
@@ -93,9 +94,10 @@ class WriteGate:
         self._lock = _FORK.Lock()  # short holds only: guards the values below
         self._lock_holder = _FORK.RawValue("i", 0)  # pid inside _lock
         self._rescue = _FORK.Lock()  # one process at a time frees a lock left by a dead one
-        self._wakeup = _FORK.Semaphore(0)
-        self._sleepers = _FORK.RawValue("i", 0)  # waiting on _wakeup since the last notify
-        self._notified = _FORK.RawValue("q", 0)  # notifications so far
+        # Each waiter sleeps on a bell of its own (a shared one lets a later sleeper take the
+        # wake-up meant for an earlier one, which then sleeps its full time).
+        self._slot_owner = _FORK.RawArray("i", _SLOTS)  # pid of the waiter at each bell, 0 free
+        self._bells = [_FORK.Semaphore(0) for _ in range(_SLOTS)]
         self._busy = _FORK.RawValue("i", 0)  # pid of the writer holding the gate (exclusive), else 0
         self._urgent_waiting = _FORK.RawValue("i", 0)
         self._last_urgent = _FORK.RawValue("d", 0.0)  # time.monotonic() is the same clock in every process
@@ -124,7 +126,7 @@ class WriteGate:
             self._last_urgent.value = time.monotonic()
             self._urgent_waiting.value += 1
             try:
-                while self.exclusive and self._writer_holds():
+                while self.exclusive and self._busy.value:
                     self._wait(WAIT_STEP)
             finally:
                 self._urgent_waiting.value -= 1
@@ -147,7 +149,7 @@ class WriteGate:
             give_up_waiting = time.monotonic() + self.max_wait
             while True:
                 now = time.monotonic()
-                blocked = self._urgent_waiting.value > 0 or (self.exclusive and self._writer_holds())
+                blocked = self._urgent_waiting.value > 0 or (self.exclusive and self._busy.value)
                 quiet_for = now - self._last_urgent.value
                 if not blocked and (quiet_for >= self.quiet or now >= give_up_waiting):
                     break
@@ -162,15 +164,13 @@ class WriteGate:
 
     # -- the parts of a condition variable, each wait bounded ------------------------------------
 
-    def _writer_holds(self) -> bool:
-        """Called with the lock held: whether a writer has the gate; a writer that died
-        holding it (killed mid-transaction) gives it back."""
+    def _free_turn_of_the_dead(self) -> None:
+        """Called with the lock held, after a wait ran its full time: a writer that died
+        holding the gate (killed mid-transaction) gives it back."""
         holder = self._busy.value
         if holder and holder != os.getpid() and not _alive(holder):
             log.warning("write gate: process %s died while writing; the gate is free again", holder)
             self._busy.value = 0
-            return False
-        return bool(holder)
 
     @contextlib.contextmanager
     def _locked(self, *, leaving: bool = False):
@@ -215,29 +215,52 @@ class WriteGate:
     def _wait(self, timeout: float) -> None:
         """Called with the lock held: lets it go, sleeps until notified or for `timeout`
         (at most WAIT_STEP), takes the lock again. Callers check their condition again."""
-        self._sleepers.value += 1
-        notified_before = self._notified.value
+        timeout = min(timeout, WAIT_STEP)
+        slot = self._take_slot()
         self._release()
-        woken = self._wakeup.acquire(timeout=min(timeout, WAIT_STEP))
+        if slot is None:  # more waiters than bells: look again soon
+            time.sleep(min(timeout, 0.001))
+            woken = False
+        else:
+            woken = self._bells[slot].acquire(timeout=timeout)
         while not self._lock.acquire(timeout=WAIT_STEP):
             if self.maker_gone():
                 raise _LockLost("the receiver that started this acting process has gone")
             self._free_lock_of_the_dead()
         self._lock_holder.value = os.getpid()
+        if slot is not None:
+            # Rung after we stopped listening, or twice: silence it for the next waiter. No
+            # one rings while we hold the lock.
+            while self._bells[slot].acquire(block=False):
+                pass
+            self._slot_owner[slot] = 0
         if not woken:
-            if self._notified.value == notified_before:
-                self._sleepers.value -= 1  # nobody counted on waking us
-            else:
-                self._wakeup.acquire(block=False)  # a wake-up came for us too late: take it back
+            self._free_turn_of_the_dead()
         if self.maker_gone():
             raise ParentGone("the receiver that started this acting process has gone")
 
+    def _take_slot(self) -> int | None:
+        """Called with the lock held: a free bell, or one left by a waiter that died asleep."""
+        pid = os.getpid()
+        owners = self._slot_owner[:]
+        for slot, owner in enumerate(owners):
+            if owner == 0:
+                self._slot_owner[slot] = pid
+                return slot
+        for slot, owner in enumerate(owners):
+            if owner != pid and not _alive(owner):
+                while self._bells[slot].acquire(block=False):
+                    pass
+                self._slot_owner[slot] = pid
+                return slot
+        return None
+
     def _notify_all(self) -> None:
-        """Called with the lock held. Never waits for the sleepers (one may be dead)."""
-        sleepers, self._sleepers.value = self._sleepers.value, 0
-        self._notified.value += 1
-        for _ in range(sleepers):
-            self._wakeup.release()
+        """Called with the lock held: rings every waiter's bell. Never waits for the
+        sleepers to wake (one may be dead)."""
+        for slot, owner in enumerate(self._slot_owner[:]):
+            if owner:
+                self._bells[slot].release()
 
 
 class _Flag:

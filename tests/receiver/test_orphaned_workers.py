@@ -186,3 +186,35 @@ def test_mail_poll_workers_leave_when_only_the_main_process_is_killed(app, dovec
     subjects = list(db.session.scalars(sa.select(InboundMessage.subject)))
     assert sorted(subjects) == sorted(f"Log call: problem number {i}" for i in range(total))
     _every_stored_message_acted_on_once(app)
+
+
+def test_storing_goes_on_when_an_acting_process_dies_holding_the_gate():
+    """An acting process killed mid-transaction (an OOM kill, its budget) held the SQLite
+    gate's one writer's turn: the receiver takes it back and stores, instead of waiting for ever."""
+    from receiver.worker import WAIT_STEP, WriteGate
+
+    gate = WriteGate(True, quiet=0.005, max_wait=0.25)
+    pid = os.fork()
+    if pid == 0:  # the acting process: enters the gate to write, and dies there
+        try:
+            with gate.background():
+                os.kill(os.getpid(), signal.SIGKILL)
+        finally:
+            os._exit(1)
+    try:
+        # Not reaped yet, as the receiver leaves its dead children until it stops: a zombie.
+        deadline = time.monotonic() + 10
+        while (_stat(pid) or ("Z",))[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stored = threading.Event()
+
+        def store():
+            with gate.urgent():
+                stored.set()
+
+        started = time.monotonic()
+        threading.Thread(target=store, daemon=True).start()
+        assert stored.wait(5), "storing still waits for the dead process's turn"
+        assert time.monotonic() - started < 2 * WAIT_STEP + 0.5
+    finally:
+        os.waitpid(pid, 0)
