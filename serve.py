@@ -16,9 +16,11 @@ def processes() -> dict[str, list[str]]:
     port = os.environ.get("PORTAL_PORT", "5000")
     return {
         # gunicorn, not Flask's development server; one worker so the login
-        # rate limit (memory storage by default) counts every attempt.
+        # rate limit (memory storage by default) counts every attempt. 16 threads:
+        # with 8 every thread could be busy with a template preview (each up to the
+        # render budget's 1 s), and the next page would wait for one to free up.
         "portal": [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", "1",
-                   "--threads", "8", "--access-logfile", "-", "wsgi:create_app()"],
+                   "--threads", "16", "--access-logfile", "-", "wsgi:create_app()"],
         "receiver": FLASK + ["receiver", "run"],
         "scheduler": FLASK + ["scheduler", "run"],
     }

@@ -161,9 +161,9 @@ def _preview(info, form: TemplateForm) -> Preview:
         return Preview(problem="Write a subject and a text template to see the preview.")
     templates = TemplateSet(subject, text, html if html.strip() else None)
     try:
-        # The checks saving makes: syntax, variables, the sandbox, a render on sample data.
-        settings.check_template_set(info.type, templates)
-        rendered = settings.preview(info.type, templates)
+        # The checks saving makes: syntax, variables, the sandbox, a render on sample data
+        # (under the render budget), whose result is the preview: rendered once, not twice.
+        rendered = settings.check_template_set(info.type, templates)
     except InvalidInput as exc:
         return Preview(problem=exc.message)
     except TemplateError as exc:

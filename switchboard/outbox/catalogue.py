@@ -15,7 +15,7 @@ from importlib import resources
 from types import SimpleNamespace
 
 from switchboard.outbox.compose import mailto_link
-from switchboard.outbox.templates import check_template, render
+from switchboard.outbox.templates import check_template, render, render_budget
 from switchboard.outbox.views import (  # noqa: F401 (snapshot/restore re-exported)
     View, call_view, desk_view, item_view, person_view, request_view, restore, snapshot,
     task_view,
@@ -310,11 +310,12 @@ def render_message(type_: MessageType | int | str, variables: dict,
     info = get(type_)
     templates = templates or info.default_templates
     values = _defaults(info) | {name: restore(value) for name, value in variables.items()}
-    return RenderedMessage(
-        subject=render(templates.subject, values, kind="subject"),
-        text=render(templates.text, values, kind="text"),
-        html=render(templates.html, values, kind="html") if templates.html else None,
-    )
+    with render_budget():  # one budget (steps, size, time) for the message as a whole
+        return RenderedMessage(
+            subject=render(templates.subject, values, kind="subject"),
+            text=render(templates.text, values, kind="text"),
+            html=render(templates.html, values, kind="html") if templates.html else None,
+        )
 
 
 def check_templates(type_: MessageType | int | str, templates: TemplateSet) -> list[str]:

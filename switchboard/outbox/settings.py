@@ -17,7 +17,7 @@ from switchboard.outbox.catalogue import MessageType, Recipient, TemplateSet
 from switchboard.outbox.models import (
     MailOptOut, MailSwitch, NotificationSetting, OutboxMessage, OutboxStatus, TemplateOverride,
 )
-from switchboard.outbox.templates import TemplateError
+from switchboard.outbox.templates import TemplateError, check_length
 from switchboard.permissions import require
 
 # Desk-wide switches and their defaults.
@@ -274,8 +274,9 @@ def delete_template_override(message_type, actor, account_id: int | None = None)
     return bool(result.rowcount)
 
 
-def check_template_set(message_type, templates: TemplateSet) -> None:
-    """Raise InvalidInput listing every problem, or return when the set can be sent."""
+def check_template_set(message_type, templates: TemplateSet) -> catalogue.RenderedMessage:
+    """Raise InvalidInput listing every problem (a render over its budget among them: see
+    templates.render_budget), or return the set rendered on sample data when it can be sent."""
     info = _info(message_type)
     problems = []
     for kind, source in (("subject", templates.subject), ("text", templates.text),
@@ -283,16 +284,20 @@ def check_template_set(message_type, templates: TemplateSet) -> None:
         if source is not None and len(source) > MAX_TEMPLATE_CHARS:
             problems.append(f"{kind}: longer than {MAX_TEMPLATE_CHARS} characters")
         elif source:
-            problems += [f"{kind}: {p}" for p in _private_names(source)]
+            # Counted before anything parses it: parsing a huge template costs seconds.
+            problems += [f"{kind}: {p}" for p in check_length(source)] or \
+                [f"{kind}: {p}" for p in _private_names(source)]
     if not problems:
         problems = catalogue.check_templates(info.type, templates)
     if not problems:
         try:
-            catalogue.render_message(info.type, catalogue.sample_variables(info.type), templates)
+            rendered = catalogue.render_message(info.type, catalogue.sample_variables(info.type),
+                                                templates)
         except TemplateError as error:
             problems.append(f"on sample data: {error}")
     if problems:
         raise InvalidInput("The template cannot be used: " + "; ".join(problems), field="templates")
+    return rendered
 
 
 def preview(message_type, templates: TemplateSet | None = None) -> catalogue.RenderedMessage:
@@ -330,7 +335,7 @@ def _private_names(source: str) -> list[str]:
     fail when real mail is sent, so they are refused at save time."""
     try:
         tree = _PARSER.parse(source)
-    except TemplateSyntaxError:
+    except (TemplateSyntaxError, RecursionError):
         return []  # reported by check_templates with its line
     problems = []
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
