@@ -61,20 +61,27 @@ def template(number):
     account_id = account.id if account else None
     current, source = _current(info, account_id)
     form = TemplateForm(data=current)
-    saved = attempt(
-        form,
-        lambda: settings.save_template_override(
-            info.type, current_person(), subject=form.subject.data, text=form.text.data, html=form.html.data,
-            account_id=account_id, from_address=form.from_address.data, from_name=form.from_name.data,
-            signature=form.signature.data,
-        ),
-        field_map=FIELD_MAP,
-    )
+    refused = []  # why the templates were refused: the page shows it, without a second render
+
+    def save():
+        try:
+            return settings.save_template_override(
+                info.type, current_person(), subject=form.subject.data, text=form.text.data,
+                html=form.html.data, account_id=account_id, from_address=form.from_address.data,
+                from_name=form.from_name.data, signature=form.signature.data,
+            )
+        except InvalidInput as exc:
+            if exc.field == "templates":
+                refused.append(exc.message)
+            raise
+
+    saved = attempt(form, save, field_map=FIELD_MAP)
     if saved is not None:
         flash(f"Template “{info.title}” saved" + (f" for {account.name}." if account else "."))
         return redirect(_editor_url(info, account), code=303)
     status = 422 if form.is_submitted() else 200
-    return _editor(info, account, form, source, status=status)
+    return _editor(info, account, form, source, status=status,
+                   preview=Preview(problem=refused[0]) if refused else None)
 
 
 @bp.post("/templates/<int:number>/preview")
@@ -129,7 +136,7 @@ def template_reset(number):
     return redirect(_editor_url(info, account), code=303)
 
 
-def _editor(info, account, form, source, *, status=200):
+def _editor(info, account, form, source, *, status=200, preview: Preview | None = None):
     live = {
         "hx-post": url_for("admin.mail.template_preview", number=info.number),
         # `input` rather than `keyup`: it also fires for pasting, autocorrect and
@@ -150,7 +157,7 @@ def _editor(info, account, form, source, *, status=200):
         source=source,
         has_row=settings.get_template_override(info.type, account.id if account else None) is not None,
         variables=[(v.name, v.description, _sample(v.sample)) for v in catalogue.with_samples(info)],
-        preview=_preview(info, form),
+        preview=preview or _preview(info, form),
         confirm=ConfirmForm(formdata=None),
     ), status)
 
