@@ -301,17 +301,43 @@ def test_a_killed_sender_leaves_rows_that_are_reclaimed_after_the_lease(desk_ser
         send_due(lease_seconds=60)
     db.session.rollback()
     monkeypatch.undo()
-    # The first mail went out, but the sender died before marking anything.
-    assert [r.status for r in rows()] == [OutboxStatus.SENDING, OutboxStatus.SENDING]
+    # The first mail went out and was marked at once; the sender died before the second.
+    assert [r.status for r in rows()] == [SENT, OutboxStatus.SENDING]
     assert len(desk_server.messages) == 1
     assert send().claimed == 0  # the lease still holds
 
     db.session.execute(sa.update(OutboxMessage).values(lease_until=utcnow() - timedelta(seconds=1)))
     db.session.commit()
+    assert send().sent == 1
+    ids = [m.message["Message-ID"] for m in desk_server.messages]
+    assert ids == [first.message_id, second.message_id]  # nothing twice
+    assert [(r.status, r.attempts) for r in rows()] == [(SENT, 1), (SENT, 2)]
+
+
+def test_a_sender_killed_between_the_servers_250_and_its_mark_resends_only_that_mail(desk_server, app,
+                                                                                      monkeypatch):
+    mails = [_plain_mail(to=[f"customer{i}@example.org"]) for i in range(4)]
+    real_flush = sender._Marks.flush
+
+    def dies_at_the_third_mark(marks):
+        if len(desk_server.messages) == 3:
+            raise _Killed()
+        real_flush(marks)
+
+    monkeypatch.setattr(sender._Marks, "flush", dies_at_the_third_mark)
+    with pytest.raises(_Killed):
+        send_due(lease_seconds=60)
+    db.session.rollback()
+    monkeypatch.undo()
+    assert [r.status for r in rows()] == [SENT, SENT, OutboxStatus.SENDING, OutboxStatus.SENDING]
+
+    db.session.execute(sa.update(OutboxMessage).values(lease_until=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
     assert send().sent == 2
     ids = [m.message["Message-ID"] for m in desk_server.messages]
-    assert ids == [first.message_id, first.message_id, second.message_id]
-    assert [(r.status, r.attempts) for r in rows()] == [(SENT, 2), (SENT, 2)]
+    # The one in flight went twice (same Message-ID: mail clients show it once), no other.
+    assert ids == [m.message_id for m in mails[:3]] + [mails[2].message_id, mails[3].message_id]
+    assert {r.status for r in rows()} == {SENT}
 
 
 def test_a_slow_batch_stops_before_its_lease_runs_out(desk_server, app, monkeypatch):
