@@ -288,3 +288,35 @@ def test_eight_hostile_previews_at_once_and_a_normal_page_still_answers_within_a
     for status, body in results:
         assert status == 200, body[:300]
         assert BUDGET_MESSAGE in body and "preview-problem" in body
+
+
+ESCAPES = [
+    "{{ '{0.__class__.__mro__}'.format(call) }}",
+    "{{ '{0.__init__.__globals__}'.format(call) }}",
+    "{{ [call]|map(attribute='__class__')|list }}",
+    "{{ [call]|selectattr('__class__')|list }}",
+    "{{ [call]|sort(attribute='__class__')|map(attribute='__init__')|list }}",
+    "{{ [call]|groupby('__class__') }}",
+    "{{ [call]|sum(attribute='__class__') }}",
+    "{{ [call]|join(attribute='__class__') }}",
+    "{% include 'x' %}{% import 'x' as y %}",
+    "{{ self._TemplateReference__context }}",
+    "{% for i in [1] %}{{ loop.__class__ }}{% endfor %}",
+    "{{ (call.tags|map('upper'))._items }}",
+    "{{ (call.tags|map('upper')).gi_frame }}",
+    "{{ cycler(1).__class__ }}",
+    "{{ '%(a)s' % call.__dict__ }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_the_sandbox_audit_found_no_way_out(source):
+    from types import SimpleNamespace
+
+    call = SimpleNamespace(ref="CALL-1", tags=["a"])
+    try:
+        out = render(source, {"call": call})
+    except TemplateError:
+        return
+    # Rendered: then only with the forbidden parts undefined, nothing from Python's insides.
+    assert not re.search(r"class|function|globals|frame|<built-in|module", out), out
