@@ -18,9 +18,11 @@ attempts ran out. Permanent refusals stay in `recipient_results` for the admin.
 `send_due` owns its transactions (it is a job, like inbound.process.process_pending): it
 commits the claim, then commits each mark of mail a server accepted right after the
 server's answer, before the next mail goes out; marks of mail nobody took (deferred,
-failed, handed back) wait for the next commit, in small groups. So a sender killed at any
-moment resends at most the one mail that was in flight (accepted, its mark not yet
-committed): delivery is at least once, with at most one duplicate per crash.
+failed, handed back) wait for the next commit. So a sender killed at any moment resends at
+most the one mail that was in flight (accepted, its mark not yet committed): delivery is at
+least once, with at most one duplicate per crash. Those commits do not wait for the disk;
+every MARK_EVERY_ROWS marks (or MARK_EVERY_SECONDS) one does, so a power cut of the
+database's machine resends at most that many.
 """
 
 from __future__ import annotations
@@ -59,9 +61,12 @@ DEFAULT_MAX_AGE_HOURS = 48
 # When no server can be reached at all, mail waits this long and keeps its attempts:
 # a relay that is down for an afternoon must not fail the desk's mail.
 RELAY_DOWN_RETRY_SECONDS = 60
-# A mark of mail a server accepted is committed at once (a crash must not resend it); the
-# others (deferred, failed: resending those is only a retry) in groups this size or after
-# MARK_EVERY_SECONDS, whichever comes first.
+# A mark of mail a server accepted is committed at once (a crash of the sender must not
+# resend it), without waiting for the disk (SQLite synchronous=NORMAL, PostgreSQL
+# synchronous_commit=off: the commit survives the sender's death, only a power cut or an OS
+# crash could undo it); a commit that waits for the disk follows every this many marks or
+# MARK_EVERY_SECONDS, and takes the marks nobody is waiting on (deferred, failed) with it.
+# Measured on SQLite: a commit waiting for the disk per mail cost 4-9 ms of wall time here.
 MARK_EVERY_ROWS = 25
 MARK_EVERY_SECONDS = 1.0
 # Stop starting new mail when this share of the lease has gone, so a slow server never
@@ -152,33 +157,34 @@ def send_due(limit: int = 100, lease_seconds: int = 300, *,
     jobs, marks = _prepare(ids, config, lease_until)
     session.commit()  # end the read: marks then start with a write (no stale SQLite snapshot)
 
-    pending_marks = _Marks(report)
-    pending_marks.extend(marks)  # template and compose failures
-    last_flush = time.monotonic()
     own_transport = connections is None
     connections = connections or Connections()
-    try:
-        transport = connections.transport(servers.settings)
-        for index, job in enumerate(jobs):
-            if time.monotonic() - started > lease_seconds * LEASE_SAFETY:
-                pending_marks.extend(_release(j, relay_down=False) for j in jobs[index:])
-                break
-            result = transport.send(None, job.envelope, job.data)
-            if result.server is None and result.server_failed:
-                # No server at all: this mail and the rest wait for the relay.
-                report.unreachable = True
-                report.problems.append(result.message)
-                pending_marks.extend(_release(j, relay_down=True) for j in jobs[index:])
-                break
-            pending_marks.append(_outcome(job, result, config))
-            if (result.accepted or len(pending_marks) >= MARK_EVERY_ROWS
-                    or time.monotonic() - last_flush > MARK_EVERY_SECONDS):
-                pending_marks.flush()
-                last_flush = time.monotonic()
-    finally:
-        if own_transport:
-            connections.close()
-    pending_marks.flush()
+    with _Marks(report) as pending_marks:
+        pending_marks.extend(marks)  # template and compose failures
+        try:
+            transport = connections.transport(servers.settings)
+            for index, job in enumerate(jobs):
+                if time.monotonic() - started > lease_seconds * LEASE_SAFETY:
+                    pending_marks.extend(_release(j, relay_down=False) for j in jobs[index:])
+                    break
+                result = transport.send(None, job.envelope, job.data)
+                if result.server is None and result.server_failed:
+                    # No server at all: this mail and the rest wait for the relay.
+                    report.unreachable = True
+                    report.problems.append(result.message)
+                    pending_marks.extend(_release(j, relay_down=True) for j in jobs[index:])
+                    break
+                pending_marks.append(_outcome(job, result, config))
+                if result.accepted:
+                    # The server has it: its mark is committed before the next mail goes out,
+                    # so a crash from here on never sends it again.
+                    pending_marks.flush(on_disk=pending_marks.due())
+                elif pending_marks.due():
+                    pending_marks.flush(on_disk=True)
+        finally:
+            if own_transport:
+                connections.close()
+        pending_marks.flush(on_disk=True)
     return report
 
 
@@ -539,15 +545,48 @@ def _failure_entry_for(job: _Job, addresses: list[str], message: str) -> dict | 
 
 
 class _Marks(list):
-    """Marks waiting to be written; `flush` writes and commits them."""
+    """Marks waiting to be written; `flush` writes and commits them, on a connection of their
+    own held for the batch (a commit per accepted mail must stay cheap: no pool check-out and
+    ping each time). A context manager: the connection goes back to the pool as it came."""
 
     def __init__(self, report: SendReport):
         super().__init__()
         self.report = report
+        self.connection = None
+        self.since_on_disk = 0  # marks committed since the last commit that waited for the disk
+        self.on_disk_at = time.monotonic()
 
-    def flush(self) -> None:
+    def __enter__(self) -> _Marks:
+        self.connection = db.engine.connect()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self.connection.rollback()  # what a failed flush left
+            if self.connection.dialect.name == "sqlite":
+                self.connection.exec_driver_sql("PRAGMA synchronous=FULL")  # as the app sets it
+                self.connection.commit()
+        except Exception:
+            # Never hand the pool a connection left at NORMAL (or broken): drop it.
+            self.connection.invalidate()
+        finally:
+            self.connection.close()
+
+    def due(self) -> bool:
+        """Whether the next commit should wait for the disk."""
+        return (len(self) + self.since_on_disk >= MARK_EVERY_ROWS
+                or time.monotonic() - self.on_disk_at > MARK_EVERY_SECONDS)
+
+    def flush(self, *, on_disk: bool) -> None:
         if not self:
             return
+        connection = self.connection
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Before the first write, so outside SQLite's transaction: it applies to this commit.
+            connection.exec_driver_sql(f"PRAGMA synchronous={'FULL' if on_disk else 'NORMAL'}")
+        elif not on_disk:
+            connection.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")  # this transaction only
         t = OutboxMessage.__table__
         # Only the sender holding the lease marks a row: if the lease ran out and another
         # sender took the row meanwhile, that one's outcome counts.
@@ -565,14 +604,18 @@ class _Marks(list):
             if values["next_attempt_at"] is None:
                 values["next_attempt_at"] = utcnow()
             rows.append(values)
-        db.session.execute(statement, rows)
+        connection.execute(statement, rows)
         entries = [e for m in self for e in m.entries if e is not None]
         if entries:
             now = utcnow()
-            db.session.execute(sa.insert(HistoryEntry.__table__), [
+            connection.execute(sa.insert(HistoryEntry.__table__), [
                 {"call_id": None, "task_id": None, "request_id": None, "created_at": now, **e}
                 for e in entries])
-        db.session.commit()
+        connection.commit()
+        if on_disk:
+            self.since_on_disk, self.on_disk_at = 0, time.monotonic()
+        else:
+            self.since_on_disk += len(self)
         for mark in self:
             setattr(self.report, mark.counted_as, getattr(self.report, mark.counted_as) + 1)
         self.clear()

@@ -319,10 +319,10 @@ def test_a_sender_killed_between_the_servers_250_and_its_mark_resends_only_that_
     mails = [_plain_mail(to=[f"customer{i}@example.org"]) for i in range(4)]
     real_flush = sender._Marks.flush
 
-    def dies_at_the_third_mark(marks):
+    def dies_at_the_third_mark(marks, **kwargs):
         if len(desk_server.messages) == 3:
             raise _Killed()
-        real_flush(marks)
+        real_flush(marks, **kwargs)
 
     monkeypatch.setattr(sender._Marks, "flush", dies_at_the_third_mark)
     with pytest.raises(_Killed):
