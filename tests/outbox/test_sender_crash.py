@@ -17,6 +17,7 @@ from switchboard.db import db, utcnow
 from switchboard.outbox import catalogue
 from switchboard.outbox.models import OutboxMessage, OutboxStatus
 from switchboard.outbox.queue import queue_mail
+from switchboard.outbox.sender import send_due
 
 from .desk import SENT, desk_server, rows  # noqa: F401
 
@@ -77,3 +78,20 @@ def test_a_sender_killed_mid_batch_twice_sends_every_mail_and_at_most_one_twice_
     twice = [mid for mid, n in received.items() if n > 1]
     assert len(twice) <= crashes and max(received.values()) <= 2, received.most_common(crashes + 3)
     assert {r.status for r in rows()} == {SENT}
+
+
+def test_the_sender_hands_back_its_connection_as_durable_as_it_took_it(app, desk_server, backend):
+    """The marks' commits skip the wait for the disk; nothing else done on that pooled
+    connection afterwards may (an acknowledged incoming mail must survive a power cut)."""
+    for i in range(3):
+        queue_mail(catalogue.MANUAL_MESSAGE, [f"customer{i}@example.org"], subject=f"Mail {i}",
+                   text="Hello.\n", automatic=False)
+    db.session.commit()
+    assert send_due().sent == 3
+    query = "PRAGMA synchronous" if backend == "sqlite" else "SHOW synchronous_commit"
+    held = [db.engine.connect() for _ in range(3)]  # the pool's connections, the sender's among them
+    try:
+        assert {str(c.exec_driver_sql(query).scalar()) for c in held} == {"2" if backend == "sqlite" else "on"}
+    finally:
+        for connection in held:
+            connection.close()
