@@ -304,6 +304,19 @@ def _prepare_address_value(value: str, fallback_charset: str | None) -> str:
     return _ENCODED_RUN.sub(quoted, value)
 
 
+def first_address(value: str) -> str | None:
+    """The first address of a raw address header value, lower-cased, read cheaply: for storing,
+    which answers the MTA and must not fail or stall on what a sender wrote. Bounded and
+    prepared as the full parse prepares it (an encoded ':' or ',' stays part of a name; nested
+    comments cannot exhaust the stack); a value the stdlib still cannot read gives None."""
+    prepared = _prepare_address_value(value[:MAX_HEADER_CHARS], None)
+    try:
+        address = email.utils.parseaddr(prepared)[1]
+    except Exception:  # RecursionError and the like: no address, the message is stored all the same
+        return None
+    return _CONTROL.sub("", address).strip().lower()[:320] or None
+
+
 def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None,
                            groups: list[str] | None = None) -> list[_Address]:
     """The header's addresses; the names of its groups ("name: a@b, c@d;") go to `groups`."""

@@ -18,8 +18,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from switchboard.blobs import digest, store as blob_store
 from switchboard.db import db, utcnow
+from switchboard.inbound.bounds import bound_head
 from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, InboundStatus
-from switchboard.inbound.parse import decode_header_text, parse_message_ids
+from switchboard.inbound.parse import decode_header_text, first_address, parse_message_ids
 
 # Headers that say what the message is, not how it travelled: the same mail
 # fetched by IMAP and pushed over LMTP differs only in trace headers
@@ -91,11 +92,13 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
     rows, blobs = [], {}
     for item in items:
         raw = item.raw
-        # The head only: given the whole message the parser would still read the body line by line.
-        headers = BytesHeaderParser(policy=compat32).parsebytes(_split(raw)[0] + b"\n\n")
+        # The head only: given the whole message the parser would still read the body line by
+        # line. Bounded as the full parse bounds it (inbound.bounds), since this answers the MTA.
+        head, _ = bound_head(_split(raw)[0].replace(b"\r\n", b"\n"))
+        headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
         ids = parse_message_ids(str(headers.get("message-id", "") or ""))
         subject = decode_header_text(str(headers.get("subject", "") or ""))
-        from_header = decode_header_text(str(headers.get("from", "") or ""))
+        from_header = str(headers.get("from", "") or "")
         sha = digest(raw)
         blobs[sha] = raw
         rows.append(dict(
@@ -108,7 +111,7 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
             envelope_from=(item.envelope_from or "")[:320] or None,
             envelope_to=list(item.envelope_to) or None,
             message_id=ids[0][:998] if ids else None,
-            from_address=_address_of(from_header),
+            from_address=first_address(from_header),
             subject=" ".join(subject.split())[:300],
             received_at=utcnow(),
             deliveries=1,
@@ -156,13 +159,6 @@ def _insert_statement(dialect: str):
         .returning(InboundMessage.__table__.c.id, InboundMessage.__table__.c.scope,
                    InboundMessage.__table__.c.fingerprint)
     )
-
-
-def _address_of(from_header: str) -> str | None:
-    from email.utils import parseaddr
-
-    address = parseaddr(from_header)[1].strip().lower()
-    return address[:320] or None
 
 
 def account_for_recipient(address: str) -> IncomingAccount | None:

@@ -144,6 +144,29 @@ def test_an_encoded_display_name_with_colon_or_comma_is_only_a_name(app):
     assert _row(inbound_id).from_address == "real@evil.example"
 
 
+def test_hostile_from_lines_are_stored_at_once_over_lmtp(app, desk_accounts, receiver):
+    """Storing reads the From for the inbound log on the path that answers the MTA: nested
+    comments there once raised RecursionError, so the delivery (and every delivery stored in
+    the same group) got 451 and the MTA retried it for days; an encoded ':' read as a group."""
+    froms = {
+        "From: " + "(" * 20000 + " <carol@example.org>": "carol@example.org",
+        "From: " + "(" * 5000 + ")" * 5000 + " <carol@example.org>": "carol@example.org",
+        "From: =?utf-8?q?Name=0D=0ABcc:_x@y?= <real@evil.example>": "real@evil.example",
+        "From: " + " ".join(["=?utf-8?q?a=2C_b?="] * 30000) + " <dave@example.org>": "dave@example.org",
+    }
+    client = receiver().raw()
+    for head, expected in froms.items():
+        started = time.perf_counter()
+        folded = "\n ".join(head[i:i + 900] for i in range(0, len(head), 900))  # SMTP lines <= 1000
+        _, replies = client.deliver("carol@example.org", ["help@desk.test"],
+                                    _mail(folded + "\nTo: help@desk.test").replace(b"\n", b"\r\n"))
+        assert [r.code for r in replies] == [250], (head[:40], replies)
+        assert time.perf_counter() - started < 10
+        inbound_id = int(replies[0].text.rsplit(" ", 1)[1])
+        assert _row(inbound_id).from_address == expected, head[:40]
+    client.close()
+
+
 def test_ingest_refuses_input_over_the_limit_with_65_and_stores_nothing(app, tmp_path):
     app.config["LMTP_MAX_MESSAGE_BYTES"] = 5000
     big = make_mail(size=6000)
