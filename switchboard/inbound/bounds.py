@@ -17,6 +17,9 @@ from collections import Counter
 MAX_HEADER_CHARS = 16384
 # Per address header name (To, Cc...), across all its instances.
 MAX_ADDRESSES = 100
+# Lines of the whole header (fields and their folded lines). Real mail has a few hundred at most
+# (Received chains, DKIM, long folded lists); 200,000 tiny fields took seconds to read.
+MAX_HEADER_LINES = 5000
 # Levels of open HTML elements; real mail (Outlook's nested tables included) stays below 40.
 MAX_HTML_DEPTH = 100
 
@@ -101,7 +104,8 @@ def _bound_addresses(name: str, value: bytes, budget: int, warnings: list[str]) 
 
 def bound_head(message: bytes) -> tuple[bytes, list[str]]:
     """`message` (LF line endings) with its header fields bounded: each at most MAX_HEADER_CHARS
-    after unfolding, each address header name at most MAX_ADDRESSES addresses. Fields within the
+    after unfolding, each address header name at most MAX_ADDRESSES addresses, the header at
+    most MAX_HEADER_LINES lines. Fields within the
     bounds are left byte for byte as they were; so is the body."""
     if message.startswith(b"\n"):
         return message, []
@@ -111,8 +115,12 @@ def bound_head(message: bytes) -> tuple[bytes, list[str]]:
     if len(head) <= MAX_HEADER_CHARS and head.count(b",") < MAX_ADDRESSES:
         return message, []  # nothing in it can be over a bound: the usual case, one scan
     warnings: list[str] = []
+    lines = head.split(b"\n")
+    if len(lines) > MAX_HEADER_LINES:
+        warnings.append(f"the header has {len(lines)} lines: only the first {MAX_HEADER_LINES} were read")
+        del lines[MAX_HEADER_LINES:]
     fields: list[list[bytes]] = []
-    for line in head.split(b"\n"):
+    for line in lines:
         if fields and line[:1] in (b" ", b"\t"):
             fields[-1].append(line)
         else:
