@@ -105,6 +105,7 @@ def test_sender_killed_mid_batch_sends_everything_at_most_one_duplicate_per_cras
             while len(sink.messages) < min(target, SENT) and time.monotonic() < deadline:
                 time.sleep(0.002)
             sender.kill()
+            assert len({m.message["Message-ID"] for m in sink.messages}) < SENT  # mid-stream
             crashes += 1
             sender = processes.command(args, url, f"sender-{crashes}")
         # Rows the killed senders held come back after their lease (10 s, the least allowed).

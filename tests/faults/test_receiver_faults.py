@@ -113,6 +113,7 @@ def test_receiver_killed_mid_blast_every_mail_is_one_call(app, postfix_factory, 
         wait_stored(url, tag, at, postfix)
         receiver.kill()
         kills += 1
+        assert stored(url, tag) < MAILS  # the kill struck mid-stream
         # Restarting takes a second or more (imports): Postfix meets the closed port meanwhile.
         receiver = processes.receiver(url, port)
         retry_now(postfix)
