@@ -128,9 +128,12 @@ class _Steps:
 
     def __next__(self):
         item = next(self._items)
-        self._budget.step(self._cost)
+        budget = self._budget
+        budget.steps -= self._cost  # step(), inlined: this runs for every pass of every loop
+        if budget.steps < 0 or time.monotonic() > budget.deadline:
+            budget.step(0)
         if self._chars:
-            self._budget.charge(self._chars)
+            budget.charge(self._chars)
         return item
 
 
@@ -172,20 +175,25 @@ def render(template_source: str, variables: Mapping[str, object], *, kind: str =
     a template over its budget (the message says which limit).
     """
     template = _compile(kind, template_source)
-    with render_budget():
-        try:
-            chunks: list[str] = []
-            size = 0
-            for chunk in template.generate(dict(variables)):
-                size += len(chunk)
-                if size > MAX_OUTPUT:
-                    raise OverBudget(f"too much output: more than {MAX_OUTPUT:,} characters")
-                chunks.append(chunk)
-            result = "".join(chunks)
-        except TemplateError:
-            raise
-        except Exception as error:  # a template must never take the caller down
-            raise _template_error(error) from None
+    # render_budget(), inlined (every mail renders two or three templates): a budget of its
+    # own unless the caller's covers a whole message.
+    token = _budget.set(_Budget()) if _budget.get(None) is None else None
+    try:
+        chunks: list[str] = []
+        size = 0
+        for chunk in template.generate(dict(variables)):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise OverBudget(f"too much output: more than {MAX_OUTPUT:,} characters")
+            chunks.append(chunk)
+        result = "".join(chunks)
+    except TemplateError:
+        raise
+    except Exception as error:  # a template must never take the caller down
+        raise _template_error(error) from None
+    finally:
+        if token is not None:
+            _budget.reset(token)
     if kind == "subject":
         return " ".join(result.split())
     return result
@@ -553,7 +561,7 @@ def _finalize(value):
         return ""
     budget = _budget.get(None)
     if budget is not None:  # None: constants folded while compiling
-        size = len(value) if isinstance(value, str) else _text_size(value, MAX_SIZE + 1)
+        size = len(value) if type(value) is str else _text_size(value, MAX_SIZE + 1)
         if size > MAX_SIZE:
             budget.fits(size)
         budget.built -= size  # charge(), inlined: this runs for every {{ ... }}
