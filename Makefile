@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
-PYTEST_ARGS ?=
+# Both cores by default: the suite talks to real servers and spends much of its time waiting.
+PYTEST_ARGS ?= -n 2
 
 .PHONY: run test install install-test clean
 
