@@ -177,7 +177,8 @@ class StoreWriter:
                     _settle(future, result=result)
             finally:
                 for future, *_ in group:  # anything not settled above (it cannot happen) gets 451
-                    _settle(future, exception=RuntimeError("delivery not stored"))
+                    if not future.done():
+                        _settle(future, exception=RuntimeError("delivery not stored"))
             if stopping:
                 return
 
