@@ -44,8 +44,7 @@ def set_active(actor, person: Person, active: bool) -> None:
     if not active and person.id == actor.id:
         raise InvalidInput("You cannot deactivate yourself.", field="person")
     person.active = active
-    # A new session version: a cookie from before the change never works again.
-    person.session_version = (person.session_version or 0) + 1
+    person.end_sessions()  # a cookie from before the change never works again
     db.session.flush()
 
 

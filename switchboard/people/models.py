@@ -53,7 +53,7 @@ class Person(db.Model):
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password, method=PASSWORD_METHOD)
-        self.session_version = (self.session_version or 0) + 1
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         return self.password_hash is not None and check_password_hash(self.password_hash, password)
