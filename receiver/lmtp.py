@@ -19,7 +19,7 @@ from aiosmtpd.smtp import Envelope
 
 from receiver.storage import StorageHealth, follow_storage
 from receiver.worker import WriteGate, run_in_app
-from switchboard.db import db
+from switchboard.db import db, rollback_or_drop
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class StoreWriter:
             results = store_messages(items)
             db.session.commit()
         except Exception as exc:
-            _rollback()
+            rollback_or_drop()
             if len(group) == 1 and len(group[0][3]) == 1:
                 self.health.failed(exc)
                 return [{}]
@@ -215,7 +215,7 @@ class StoreWriter:
                         [result] = store_messages([incoming(raw, mail_from, account_id, addresses)])
                         db.session.commit()
                     except Exception as exc:
-                        _rollback()
+                        rollback_or_drop()
                         failure, refused = exc, refused + 1
                         continue
                     done[account_id] = result  # its commit returned: only now is it stored
@@ -241,15 +241,6 @@ class StoreWriter:
             except Exception:
                 log.exception("handing stored LMTP mail to the acting workers failed; the sweep takes it")
         return [{account_id: result.inbound_id for account_id, result in done.items()} for done in stored]
-
-
-def _rollback() -> None:
-    try:
-        db.session.rollback()
-    except Exception:
-        # The connection itself is broken (the server went away): drop it, so the
-        # next delivery takes a fresh one from the pool.
-        db.session.invalidate()
 
 
 def _settle(future: Future, *, result=None, exception=None) -> None:

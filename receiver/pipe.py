@@ -6,7 +6,8 @@ when a message could not be stored, so the MTA keeps it and retries."""
 
 from dataclasses import dataclass
 
-from switchboard.db import db
+from receiver.storage import describe
+from switchboard.db import db, rollback_or_drop
 
 EX_OK = 0
 EX_USAGE = 64
@@ -40,13 +41,8 @@ def ingest(raw: bytes, *, account_id: int | None = None, sender: str | None = No
         db.session.commit()
     except Exception as exc:
         # Stored means committed: whatever failed (the statements or the COMMIT itself), nothing is.
-        try:
-            db.session.rollback()
-        except Exception:
-            db.session.invalidate()  # the connection itself is gone
-        cause = getattr(exc, "orig", None) or exc
-        text = " ".join(str(cause).split())[:300]
-        return Ingested(None, "not stored", f"{type(cause).__name__}: {text}", stored=False)
+        rollback_or_drop()
+        return Ingested(None, "not stored", describe(exc), stored=False)
     if not result.duplicate:
         try:
             process_batch([result.inbound_id], limit=1)

@@ -9,7 +9,7 @@ from typing import NoReturn
 import click
 from flask.cli import AppGroup
 
-from switchboard.db import db
+from switchboard.db import db, rollback_or_drop
 from switchboard.errors import DeskError
 
 users = AppGroup("users", help="People who log in.")
@@ -38,10 +38,7 @@ EX_TEMPFAIL = 75  # sysexits.h: try again later (MTAs keep the mail; cron's next
 def exit_database_unavailable(command: str, exc: Exception) -> NoReturn:
     """How a mail command (`mail ingest`, `outbox send`) ends when its database cannot be
     reached: one line on stderr, no traceback, exit 75, nothing changed."""
-    try:
-        db.session.rollback()
-    except Exception:  # the connection is broken too: nothing of ours is left to undo
-        pass
+    rollback_or_drop()
     click.echo(f"{command}: the database is not available ({type(exc).__name__}); exit 75", err=True)
     sys.exit(EX_TEMPFAIL)
 

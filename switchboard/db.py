@@ -102,6 +102,16 @@ def _flushing_at_end(session):
     session.flush()
 
 
+def rollback_or_drop() -> None:
+    """Rolls the session back after a failure; when the connection itself is broken (the
+    server went away, the file vanished), drops it instead, so the next unit of work takes
+    a fresh one from the pool rather than failing on the dead one."""
+    try:
+        db.session.rollback()
+    except Exception:
+        db.session.invalidate()
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
