@@ -36,6 +36,10 @@ class Priority(db.Model):
 class Call(db.Model):
     __tablename__ = "call"
     __table_args__ = (sa.Index("ix_call_status_group", "status", "assigned_group_id"),)
+    # Service level (switchboard.slm): its clock runs while the call is open, from
+    # sla_clock_started_at, on top of sla_used_seconds of business time used before (so a
+    # pending spell stops it and the business time left resumes). next_due_at, the instant
+    # of the earliest level not yet fired, is what the sweep's index range finds.
 
     id: Mapped[int] = mapped_column(primary_key=True)
     summary: Mapped[str] = mapped_column(sa.String(200))
@@ -56,12 +60,21 @@ class Call(db.Model):
     resolved_at = mapped_column(UTCDateTime)
     closed_at = mapped_column(UTCDateTime)
     updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    sla_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sla.id"))
+    sla_clock_started_at = mapped_column(UTCDateTime)  # None: the clock is stopped
+    sla_used_seconds: Mapped[int] = mapped_column(default=0, server_default="0")
+    response_due_at = mapped_column(UTCDateTime)
+    fix_due_at = mapped_column(UTCDateTime)
+    next_due_at = mapped_column(UTCDateTime, index=True)
+    sla_level: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")  # highest escalation fired
+    sla_breached: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
 
     priority = relationship("Priority")
     customer = relationship("Person", foreign_keys=[customer_id])
     logged_by = relationship("Person", foreign_keys=[logged_by_id])
     assigned_analyst = relationship("Person", foreign_keys=[assigned_analyst_id])
     assigned_group = relationship("Group")
+    sla = relationship("Sla")
 
     @property
     def ref(self) -> str:

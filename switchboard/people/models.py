@@ -36,6 +36,8 @@ class Person(db.Model):
     # Bumped when the password changes, so old sessions stop working.
     session_version: Mapped[int] = mapped_column(default=1)
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    # The SLA for calls this person logs as a customer (None: the group's or the desk's default).
+    default_sla_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sla.id", ondelete="SET NULL"))
 
     groups = relationship("Group", secondary=group_membership, back_populates="members")
 
@@ -89,6 +91,8 @@ class Group(db.Model):
     name: Mapped[str] = mapped_column(sa.String(120), unique=True)
     email: Mapped[str | None] = mapped_column(sa.String(320))
     active: Mapped[bool] = mapped_column(default=True)
+    # The SLA for calls assigned to this group when the customer names none.
+    default_sla_id: Mapped[int | None] = mapped_column(sa.ForeignKey("sla.id", ondelete="SET NULL"))
 
     members = relationship(
         "Person", secondary=group_membership, back_populates="groups", order_by="Person.name"
