@@ -4,11 +4,13 @@ flushes; the caller (a web request, an inbound message, a job) commits."""
 
 from switchboard.calls.models import DEFAULT_PRIORITY_ID, Call, CallStatus, Priority
 from switchboard.db import db, flush, utcnow
+from switchboard.desk.routing import default_group
 from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
 from switchboard.history.models import EntryKind
 from switchboard.history.services import record
 from switchboard.permissions import require
+from switchboard.slm import clock
 
 SUMMARY_MAX = 200
 
@@ -49,6 +51,8 @@ def log_call(
         raise InvalidInput("A call needs a summary.", field="summary")
     if analyst is not None and not analyst.is_analyst:
         raise InvalidInput(f"{analyst.display_name} is not an analyst.", field="analyst")
+    if analyst is None and group is None:
+        group = default_group()  # nobody named: the desk's default, so it is in someone's My work
     now = utcnow()
     call = Call(
         summary=summary[:SUMMARY_MAX],
@@ -64,6 +68,7 @@ def log_call(
         updated_at=now,
     )
     db.session.add(call)
+    clock.call_logged(call, now)
     record(
         call,
         EntryKind.LOGGED,
@@ -107,7 +112,8 @@ def update_call(call: Call, actor, note: str, *, internal: bool = False, attachm
         flush=False,  # _touch flushes below
     )
     entry.sender_unverified = not sender_verified
-    _responded(call, actor)
+    if not internal:
+        _responded(call, actor)  # an internal note is no answer to the customer
     # A customer writing on a call marked resolved means it is not fixed; a mail that may
     # be forged reopens nothing (an analyst reads the note and decides).
     if call.status is CallStatus.RESOLVED and not actor.is_staff and sender_verified:
@@ -141,7 +147,6 @@ def forward_call(call: Call, actor, *, analyst=None, group=None, note: str = "",
         note,
         details={"from": before, "to": after},
     )
-    _responded(call, actor)
     _touch(call)
     emit("call_forwarded", call=call, actor=actor, entry=entry, notify=notify)
     return entry
@@ -215,6 +220,7 @@ def change_priority(call: Call, actor, priority_id: int, reason: str = ""):
         return None
     old = call.priority
     call.priority = new
+    clock.targets_changed(call)  # the new priority's targets, the business time used kept
     _touch(call)
     return record(
         call, EntryKind.CHANGE, actor, f"Priority {old.name} → {new.name}", reason,
@@ -225,6 +231,7 @@ def change_priority(call: Call, actor, priority_id: int, reason: str = ""):
 def _set_status(call: Call, actor, new: CallStatus, text: str):
     old = call.status
     call.status = new
+    clock.status_changed(call, old, new)  # only an Open call's SLA clock runs
     return record(
         call,
         EntryKind.STATUS,
@@ -238,6 +245,7 @@ def _set_status(call: Call, actor, new: CallStatus, text: str):
 def _responded(call: Call, actor) -> None:
     if call.first_response_at is None and actor.is_staff and actor.id != call.customer_id:
         call.first_response_at = utcnow()
+        clock.responded(call)  # the response target stops
 
 
 def _touch(call: Call) -> None:

@@ -15,6 +15,7 @@ from switchboard.outbox.compose import one_line
 from switchboard.outbox.queue import queue_mail
 from switchboard.outbox.views import call_view, person_view, snapshot
 from switchboard.permissions import require
+from switchboard.slm import clock
 
 MAX_RECIPIENTS = 20
 MAX_TEXT = 200_000
@@ -72,6 +73,7 @@ def send_manual_mail(call, actor, to, subject: str, text: str, attachment_ids=()
     now = utcnow()
     if call.first_response_at is None and actor.id != call.customer_id:
         call.first_response_at = now
+        clock.responded(call, now)  # the response target stops
     call.updated_at = now
     db.session.flush()
     return row

@@ -1,0 +1,1 @@
+"""Service level management: business time, the call clock, the sweep."""
