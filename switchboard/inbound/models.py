@@ -79,6 +79,9 @@ class IncomingAccount(db.Model):
     last_success_at = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
     last_error_at = mapped_column(UTCDateTime)
+    # The first failure since the last success (NULL while polls work): `desk health` alarms
+    # when an account has failed for an hour.
+    failing_since = mapped_column(UTCDateTime)
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
     addresses = relationship(
@@ -114,8 +117,9 @@ class InboundMessage(db.Model):
 
     __tablename__ = "inbound_message"
     __table_args__ = (
-        # The same message is acted on once per account, whichever path
-        # brings it and however often (see inbound.store.fingerprint).
+        # The same message is stored once per account, however often it
+        # arrives there (see inbound.store.fingerprint); acted on once per
+        # desk whichever account brings it (MessageClaim).
         sa.UniqueConstraint("scope", "fingerprint"),
         sa.Index("ix_inbound_message_status_id", "status", "id"),
     )
@@ -123,7 +127,8 @@ class InboundMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = mapped_column(sa.String(40))
     fingerprint: Mapped[str] = mapped_column(sa.String(64))
-    raw_sha256: Mapped[str] = mapped_column(sa.ForeignKey("blob.sha256"))
+    # NULL once housekeeping pruned the raw bytes (switchboard.housekeeping); the row stays.
+    raw_sha256: Mapped[str | None] = mapped_column(sa.ForeignKey("blob.sha256"))
     size: Mapped[int]
     source: Mapped[str] = mapped_column(sa.String(10))  # lmtp, imap, pop3, pipe
     account_id: Mapped[int | None] = mapped_column(sa.ForeignKey("incoming_account.id", ondelete="SET NULL"), index=True)
@@ -157,6 +162,18 @@ class InboundMessage(db.Model):
     call = relationship("Call")
     request = relationship("Request")
     task = relationship("Task")
+
+
+class MessageClaim(db.Model):
+    """Which stored copy of a message the desk acts on: the first one stored,
+    whichever account brought it. The primary key is what makes "once per desk"
+    hold, even for two receivers storing the same message at the same moment:
+    the second copy's claim finds this row and that copy is only recorded."""
+
+    __tablename__ = "message_claim"
+
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    inbound_id: Mapped[int] = mapped_column(sa.ForeignKey("inbound_message.id", ondelete="CASCADE"), index=True)
 
 
 class MailboxReceipt(db.Model):

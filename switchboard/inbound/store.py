@@ -4,10 +4,13 @@ The transport (LMTP, IMAP, POP3, pipe) calls `store_message`, commits, and
 only then acknowledges (250 / move / delete). Acting on the message is a
 separate step (`switchboard.inbound.process`), so a failure there loses
 nothing. Storing the same message again is harmless: it is recognised by its
-fingerprint within the account's scope and only counted."""
+fingerprint within the account's scope and only counted. The same message
+brought by another account is stored for that account too (its audit trail),
+but acted on once per desk: the first copy stored claims it (MessageClaim)."""
 
 import functools
 import hashlib
+import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -19,19 +22,33 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from switchboard.blobs import digest, store as blob_store
 from switchboard.db import db, utcnow
 from switchboard.inbound.bounds import bound_head
-from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, InboundStatus
+from switchboard.inbound.models import (
+    IncomingAccount, IncomingAddress, InboundMessage, InboundStatus, MessageClaim,
+)
 from switchboard.inbound.parse import decode_header_text, first_address, parse_message_ids
 
 # Headers that say what the message is, not how it travelled: the same mail
 # fetched by IMAP and pushed over LMTP differs only in trace headers
-# (Received, Delivered-To, Return-Path...) and maybe line endings.
+# (Received, Delivered-To, Return-Path...) and maybe line endings. Used, with
+# the body, for a message without a Message-ID.
 IDENTITY_HEADERS = ("message-id", "from", "to", "cc", "date", "subject")
+# With a Message-ID these say which message it is: a gateway that adds a footer
+# or an "external sender" banner to the body (Exchange Online does) leaves them
+# as they were, so its copy is still the same message.
+MESSAGE_ID_IDENTITY = ("message-id", "from", "date", "subject")
+
+# A header field line: a name of printable characters but the colon, then a colon
+# (RFC 5322 section 2.2, with the whitespace before the colon obsolete syntax allows).
+_FIELD = re.compile(rb"[!-9;-~]+[ \t]*:")
 
 
 @dataclass(frozen=True)
 class Stored:
     inbound_id: int
+    # Nothing to act on: the account had it already (its deliveries counted), or another
+    # account's copy claimed it (copy_of: the inbound message acted on).
     duplicate: bool
+    copy_of: int | None = None
 
 
 def _split(raw: bytes) -> tuple[bytes, bytes]:
@@ -42,17 +59,51 @@ def _split(raw: bytes) -> tuple[bytes, bytes]:
     return raw, b""
 
 
+def _body(raw: bytes) -> bytes:
+    """What follows the header section, as a parser reads it: after the first
+    empty line, or from the first line that is neither a field nor a folded
+    continuation (a message without a blank line, or without any header, is
+    all body from there)."""
+    if b"\n" not in raw:
+        raw = raw.replace(b"\r", b"\n")  # bare CR line ends, old Mac style
+    at, end, first = 0, len(raw), True
+    while at < end:
+        stop = raw.find(b"\n", at)
+        stop = end if stop == -1 else stop
+        line = raw[at:stop].rstrip(b"\r")
+        if not line:
+            return raw[stop + 1:]
+        if not (_FIELD.match(line) or (not first and line[:1] in b" \t")):
+            return raw[at:]
+        first = False
+        at = stop + 1
+    return b""
+
+
 def _normalise(data: bytes) -> bytes:
     return b"\n".join(line.rstrip() for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")).strip()
 
 
+def _header_line(name: str, value) -> bytes:
+    return name.encode() + b":" + " ".join(str(value).split()).encode("utf-8", "replace") + b"\n"
+
+
 def fingerprint(raw: bytes, headers) -> str:
+    """Which message this is, the same for every copy whatever path brought it.
+    With a Message-ID: that and From, Date, Subject (unfolded), never the body,
+    which gateways alter. Without: the identity headers and the whole body."""
     h = hashlib.sha256()
+    if any(str(value).strip() for value in headers.get_all("message-id", [])):
+        h.update(b"message-id identity\n")
+        for name in MESSAGE_ID_IDENTITY:
+            for value in headers.get_all(name, []):
+                h.update(_header_line(name, value))
+        return h.hexdigest()
     for name in IDENTITY_HEADERS:
         for value in headers.get_all(name, []):
-            h.update(name.encode() + b":" + " ".join(str(value).split()).encode("utf-8", "replace") + b"\n")
+            h.update(_header_line(name, value))
     h.update(b"\n")
-    h.update(_normalise(_split(raw)[1]))
+    h.update(_normalise(_body(raw)))
     return h.hexdigest()
 
 
@@ -131,11 +182,16 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
         for row_id, scope, key in session.execute(
             _insert_statement(session.get_bind().dialect.name), [rows[i] for i in sorted(first.values())])
     }
+    claimed = _claim(session, [(rows[index]["fingerprint"], inserted[identity])
+                               for identity, index in first.items() if identity in inserted])
     results = []
     for index, row in enumerate(rows):
         identity = (row["scope"], row["fingerprint"])
         if first[identity] == index and identity in inserted:
-            results.append(Stored(inserted[identity], duplicate=False))
+            inbound_id = inserted[identity]
+            owner = claimed[row["fingerprint"]]
+            results.append(Stored(inbound_id, duplicate=owner != inbound_id,
+                                  copy_of=owner if owner != inbound_id else None))
             continue
         existing = session.execute(
             sa.update(InboundMessage)
@@ -145,6 +201,49 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
         ).scalar_one()
         results.append(Stored(existing, duplicate=True))
     return results
+
+
+def _claim(session, candidates: list[tuple[str, int]]) -> dict[str, int]:
+    """{fingerprint: the inbound id acted on} for the rows just inserted: each
+    claims its message unless a copy already did (another account's, stored
+    before or a moment ago by another receiver, or earlier in this batch). The
+    claim's primary key decides, so two transactions storing the same message
+    at once still act once: the second waits for the first's commit, then finds
+    its claim. Copies that lost are recorded as such, never acted on."""
+    owners: dict[str, int] = {}
+    for key, inbound_id in candidates:
+        owners.setdefault(key, inbound_id)  # the batch's first copy of each message
+    if not owners:
+        return {}
+    dialect = session.get_bind().dialect.name
+    # In fingerprint order, so two batches that share messages take their locks in one order.
+    won = dict(session.execute(_claim_statement(dialect),
+                               [dict(fingerprint=key, inbound_id=owners[key]) for key in sorted(owners)]).all())
+    lost = [key for key in owners if key not in won]
+    if lost:
+        won.update(session.execute(sa.select(MessageClaim.fingerprint, MessageClaim.inbound_id)
+                                   .where(MessageClaim.fingerprint.in_(lost))).all())
+    claimed = {key: won[key] for key, _ in candidates}
+    copies = [(inbound_id, claimed[key]) for key, inbound_id in candidates if claimed[key] != inbound_id]
+    now = utcnow()
+    for inbound_id, owner in copies:
+        session.execute(
+            sa.update(InboundMessage).where(InboundMessage.id == inbound_id)
+            .values(status=InboundStatus.IGNORED, processed_at=now,
+                    outcome=f"the same message as inbound message #{owner}, which another account "
+                            "brought first: acted on once, there")
+        )
+    return claimed
+
+
+@functools.cache
+def _claim_statement(dialect: str):
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return (
+        insert(MessageClaim.__table__)
+        .on_conflict_do_nothing(index_elements=["fingerprint"])
+        .returning(MessageClaim.__table__.c.fingerprint, MessageClaim.__table__.c.inbound_id)
+    )
 
 
 @functools.cache

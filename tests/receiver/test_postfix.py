@@ -47,7 +47,9 @@ def test_mail_sent_to_postfix_arrives_over_lmtp_once_per_account(app, desk_accou
     stored = rows()
     assert sorted(r.account_id for r in stored) == sorted(desk_accounts.values())
     assert all(r.envelope_from == "carol@example.org" and r.source == "lmtp" for r in stored)
-    assert wait_for(lambda: db.session.scalar(sa.select(sa.func.count()).select_from(Call)) == 2)
+    # Stored for each account, acted on once per desk (issue 10, item 11): one call.
+    assert wait_for(lambda: db.session.scalar(sa.select(sa.func.count()).select_from(Call)) == 1)
+    assert wait_for(lambda: sorted(r.status.value for r in rows()) == ["ignored", "processed"])
 
 
 def test_unknown_recipient_bounces_at_postfix(app, desk_accounts, receiver, postfix):
