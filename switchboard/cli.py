@@ -21,6 +21,9 @@ def register(app) -> None:
     app.cli.add_command(desk)
     from switchboard.outbox.cli import register as register_outbox  # outbox send, mail servers
     register_outbox(app)
+    from switchboard.slm.cli import register as register_slm  # slm sweep
+    register_slm(app)
+    from switchboard.health import cli as _health_cli  # noqa: F401  (desk health)
 
 
 def password_from_stdin() -> str:
@@ -70,13 +73,18 @@ def create_admin(email, name):
 
 @users.command("ensure-admin")
 @click.option("--email", default="admin@switchboard.local", show_default=True)
-def ensure_admin(email):
-    """Create a first admin if there is none, printing its generated password once."""
+@click.option("--default-group", "group_name", default="Service Desk", show_default=True,
+              help="When the desk has no default group: the group (made if missing) that new calls "
+                   "nothing else routes land in.")
+def ensure_admin(email, group_name):
+    """Create a first admin if there is none, printing its generated password once; give the
+    desk a default group if it has none."""
     from switchboard.people.models import Person
     from switchboard.people.services import create_person, generate_password
 
     if db.session.scalar(db.select(Person.id).where(Person.is_admin, Person.active).limit(1)):
         click.echo("An admin exists already.")
+        _ensure_default_group(group_name)
         return
     password = generate_password()
     person = create_person(email, "Administrator", admin=True, customer=False, password=password)
@@ -87,6 +95,31 @@ def ensure_admin(email):
     click.echo(f"    password: {password}")
     click.echo("  This password is shown once; change it after logging in.")
     click.echo("")
+    _ensure_default_group(group_name)
+
+
+def _ensure_default_group(name: str) -> None:
+    # First start (and the first after an upgrade): calls that nothing routes need a group.
+    # Silent once the desk has one, so the command's output stays as scripts know it.
+    from switchboard.desk.routing import ensure_default_group
+
+    try:
+        made = ensure_default_group(name)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    if made is not None:
+        group, gathered, added = made
+        click.echo(_default_group_line(group, gathered)
+                   + (f" Members added: {', '.join(p.email for p in added)}." if added else ""))
+
+
+def _default_group_line(group, gathered: int) -> str:
+    line = f"Default group for new calls: {group.name}."
+    if gathered:
+        line += f" {gathered} call{'' if gathered == 1 else 's'} without a group moved into it."
+    return line
 
 
 @users.command("set-password")
@@ -120,6 +153,35 @@ def stats(as_json):
         return
     for key, counts in data.items():
         click.echo(f"{key}: " + ", ".join(f"{status} {n}" for status, n in counts.items()))
+
+
+@desk.command("default-group")
+@click.argument("name", required=False)
+@click.option("--create", is_flag=True, help="Make the group if there is none by that name.")
+def default_group_command(name, create):
+    """Print the desk's default group (where calls nothing else routes land), or make NAME
+    the default; calls that sit in no group move into it."""
+    from switchboard.desk.routing import default_group, make_default
+    from switchboard.people.models import Group
+    from switchboard.people.services import create_group
+
+    if name is None:
+        group = default_group()
+        click.echo(group.name if group is not None else "(none)")
+        return
+    name = " ".join(name.split())
+    try:
+        group = db.session.scalar(db.select(Group).where(Group.name == name))
+        if group is None:
+            if not create:
+                raise click.ClickException(f"No group named {name!r} (add --create to make it).")
+            group = create_group(name)
+        gathered = make_default(group)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(_default_group_line(group, gathered))
 
 
 @desk.command("demo")
