@@ -9,9 +9,11 @@ from __future__ import annotations
 import html as html_lib
 import re
 
+import lxml.html
 import nh3
-from inscriptis import get_text
+from inscriptis import Inscriptis
 from inscriptis.model.config import ParserConfig
+from lxml import etree
 
 ALLOWED_TAGS = frozenset({
     "a", "abbr", "address", "b", "bdi", "bdo", "big", "blockquote", "br", "caption", "center",
@@ -123,13 +125,62 @@ def tidy_text(text: str, *, strip_line_ends: bool = False) -> str:
     return text.strip("\n")
 
 
-def html_to_text(html: str) -> str:
-    """Render HTML as readable plain text (paragraphs, lists and tables kept apart)."""
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*>", re.IGNORECASE)
+# Link targets worth showing in text; others (javascript:, data:, in-page #anchors) never are.
+_SHOWN_SCHEMES = ("http://", "https://", "ftp://", "mailto:", "tel:")
+# A target longer than this is shown cut (a hostile mail could carry a megabyte in one href).
+MAX_SHOWN_LINK = 2000
+
+
+def _bare(value: str) -> str:
+    """A link or its text compared loosely: no scheme, no "www.", no trailing slash."""
+    value = value.strip().lower()
+    value = re.sub(r"^(?:https?://|ftp://|mailto:|tel:)", "", value)
+    return value.removeprefix("www.").rstrip("/")
+
+
+def _show_link_targets(tree) -> None:
+    """After each link whose text is not its address, write the address: `text (url)`. An
+    analyst reading on a phone needs the target; `<a href="mailto:ann@x">ann@x</a>` and links
+    whose text is the URL already show it."""
+    for link in tree.iter("a"):
+        href = (link.get("href") or "").strip()
+        if not href.lower().startswith(_SHOWN_SCHEMES):
+            continue
+        text = " ".join(link.text_content().split())
+        if not text:
+            continue  # an image or an empty link: nothing to put the address beside
+        shown = href
+        if href.lower().startswith("mailto:"):
+            shown = href[len("mailto:"):].split("?", 1)[0]
+        if _bare(text) in (_bare(href), _bare(shown)):
+            continue
+        if len(shown) > MAX_SHOWN_LINK:
+            shown = shown[:MAX_SHOWN_LINK] + "..."
+        link.tail = f" ({shown})" + (link.tail or "")
+
+
+def html_to_text(html: str, *, links: bool = True) -> str:
+    """Render HTML as readable plain text (paragraphs, lists and tables kept apart), with each
+    link's target after its text (unless `links` is False, or the text is the target). A page
+    whose only text is its <title> gives the title."""
     if not html or not html.strip():
         return ""
     html = html.replace("\x00", "")
+    title = ""
     try:  # inscriptis already leaves out head, script and style
-        text = get_text(html, _TEXT_CONFIG)
+        tree = lxml.html.document_fromstring(_XML_DECLARATION.sub("", html.strip(), count=1))
+        if links:
+            _show_link_targets(tree)
+        text = Inscriptis(tree, _TEXT_CONFIG).get_text()
+        title = " ".join((tree.findtext(".//title") or "").split())
+    except (etree.ParserError, ValueError):
+        text = _fallback_text(html)
     except Exception:  # never let one odd HTML body take the whole message down
-        text = html_lib.unescape(_TAG.sub(" ", html))
-    return tidy_text(text.replace("\xa0", " "), strip_line_ends=True)
+        text = _fallback_text(html)
+    text = tidy_text(text.replace("\xa0", " "), strip_line_ends=True)
+    return text if text.strip() else title
+
+
+def _fallback_text(html: str) -> str:
+    return html_lib.unescape(_TAG.sub(" ", html))

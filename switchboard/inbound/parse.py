@@ -26,7 +26,9 @@ from email.parser import BytesParser
 
 from charset_normalizer import from_bytes
 
+from switchboard.inbound.body import Body, choose_body
 from switchboard.inbound.bounds import MAX_HEADER_CHARS, MAX_HTML_DEPTH, bound_head, limit_html_depth
+from switchboard.inbound.flowed import deletes_space, is_flowed, unflow
 from switchboard.inbound.html import html_to_text, sanitize_html, tidy_text
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
@@ -469,6 +471,39 @@ class _Walker:
         self.max_bytes = max_attachment_bytes
         self.fallback_charset = fallback_charset
         self.parts_seen = 0
+        self.body = Body()  # which parts are the body: set by _build before the walk
+        self._repaired: dict[int, list | None] = {}
+
+    # -- the message's shape, as body.choose_body reads it
+
+    def content_type(self, part: Message) -> str:
+        return self._content_type(part)
+
+    def is_attachment(self, part: Message) -> bool:
+        return self._disposition(part) == "attachment"
+
+    def children(self, part: Message) -> list | None:
+        """A multipart's parts as the walk reads them (one with a wrong boundary repaired,
+        once); None for anything else and for a multipart that cannot be repaired."""
+        content_type = self._content_type(part)
+        if not content_type.startswith("multipart/"):
+            return None
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            return payload
+        if id(part) not in self._repaired:
+            self._repaired[id(part)] = _repair_multipart(part, content_type)
+        return self._repaired[id(part)]
+
+    def content_id(self, part: Message) -> str | None:
+        return self._content_id(part)
+
+    def start(self, part: Message) -> str | None:
+        try:
+            value = part.get_param("start")
+        except Exception:
+            return None
+        return str(value[2] if isinstance(value, tuple) else value) if value else None
 
     # -- helpers
 
@@ -602,9 +637,8 @@ class _Walker:
                 collected.report_type = None
 
         if maintype == "multipart":
-            children = part.get_payload()
-            if not isinstance(children, list):
-                children = _repair_multipart(part, content_type)
+            children = self.children(part)
+            if not isinstance(part.get_payload(), list):
                 if children is None:
                     # No usable boundary: what is there is most likely the text itself.
                     text = self._text(part, collected, what)
@@ -613,9 +647,6 @@ class _Walker:
                         collected.plain.append(text)
                     return
                 collected.warnings.append(f"broken {content_type}: parts recovered from boundary lines")
-            if content_type == "multipart/alternative":
-                self._walk_alternative(children, collected, depth)
-                return
             root_index = 0 if content_type == "multipart/related" else -1
             for index, child in enumerate(children):
                 self.walk(child, collected, in_related=(content_type == "multipart/related"),
@@ -627,11 +658,15 @@ class _Walker:
             self._attach_message(part, content_type, filename, collected)
             return
 
-        # A named text part is a file the sender attached (Apple Mail marks those inline too).
-        if (content_type in ("text/plain", "text/html") and disposition != "attachment"
-                and filename is None and (is_root or not in_related)):
+        # Only the body's parts are the call's text (body.py); any other text part is a file.
+        role = self.body.role(part)
+        if role == "version":
+            return  # another version of the body's text, in its multipart/alternative
+        if role is not None:
             text = self._text(part, collected, what)
-            (collected.plain if content_type == "text/plain" else collected.html).append(text)
+            if role == "plain":
+                text = _unflowed(part, text)
+            (collected.plain if role == "plain" else collected.html).append(text)
             return
 
         estimated = self._estimated_size(part)
@@ -642,23 +677,6 @@ class _Walker:
         content_id = self._content_id(part)
         inline = disposition == "inline" or (disposition is None and in_related and content_id is not None)
         self._attach(collected, filename or "", content_type, data, content_id, inline)
-
-    def _walk_alternative(self, children: list, collected: _Collected, depth: int) -> None:
-        """Take the plain text from the first version that has one, the HTML from the last."""
-        versions = []
-        for child in children:
-            sub = _Collected()
-            self.walk(child, sub, depth=depth + 1)
-            versions.append(sub)
-        plain = next((v.plain for v in versions if v.plain), [])
-        html = next((v.html for v in reversed(versions) if v.html), [])
-        collected.plain.extend(plain)
-        collected.html.extend(html)
-        for sub in versions:
-            collected.attachments.extend(sub.attachments)
-            collected.part_types.extend(sub.part_types)
-            collected.warnings.extend(sub.warnings)
-            collected.report_type = collected.report_type or sub.report_type
 
     def _attach_message(self, part: Message, content_type: str, filename: str | None,
                         collected: _Collected) -> None:
@@ -684,6 +702,15 @@ class _Walker:
         if not filename:
             filename = content_type.split("/", 1)[1] + ".txt"
         self._attach(collected, filename, content_type, data, self._content_id(part), False)
+
+
+def _unflowed(part: Message, text: str) -> str:
+    """The text of a format=flowed part with its soft line breaks joined (flowed.py)."""
+    try:
+        params = {str(k).lower(): str(v) for k, v in (part.get_params() or [])[1:]}
+    except Exception:
+        return text
+    return unflow(text, delsp=deletes_space(params)) if is_flowed(params) else text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -756,6 +783,7 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
             return_path = inner.lower()
 
     walker = _Walker(max_attachment_bytes, fallback)
+    walker.body = choose_body(msg, walker)
     collected = _Collected()
     walker.walk(msg, collected)
 

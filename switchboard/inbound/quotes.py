@@ -404,7 +404,8 @@ def strip_quoted_reply_html(html: str) -> str:
         _cut_from(first)
 
     # What is left may still end in a plain-text reply header or attribution.
-    text = html_to_text(lxml.html.tostring(root, encoding="unicode"))
+    # Without link targets: the lines are matched back against the document's own text.
+    text = html_to_text(lxml.html.tostring(root, encoding="unicode"), links=False)
     lines = text.split("\n")
     for index in range(len(lines)):
         if _splitter_at(lines, index) and any(line.strip() for line in lines[:index]):
