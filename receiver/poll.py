@@ -34,7 +34,8 @@ class PollResult:
     stored: int = 0  # new messages stored this run
     duplicates: int = 0  # stored before (the same mail by another path): counted only
     resumed: int = 0  # stored by an earlier, interrupted run: settled without fetching again
-    settled: int = 0  # moved, flagged or deleted in the mailbox
+    settled: int = 0  # moved, flagged or deleted in the mailbox: only what the server did
+    kept: int = 0  # left on a POP3 server as the account says ("seen"), remembered by UIDL
     not_stored: int = 0  # could not be stored: left in the mailbox for the next run
     inbound_ids: list[int] = field(default_factory=list)
     step: str = "connect"  # where a failure happened, for the error message
@@ -50,6 +51,8 @@ class PollResult:
         if self.resumed:
             text += f", {self.resumed} from an interrupted run"
         text += f", settled {self.settled} in the mailbox"
+        if self.kept:
+            text += f", {self.kept} kept on the server"
         return text
 
 
@@ -258,9 +261,11 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
         account.last_poll_at = started
         if result.ok:
             account.last_success_at = utcnow()
+            account.failing_since = None
         else:
             account.last_error = result.error
             account.last_error_at = utcnow()
+            account.failing_since = account.failing_since or account.last_error_at
         db.session.commit()
     except Exception:
         db.session.rollback()

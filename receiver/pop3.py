@@ -80,8 +80,9 @@ def _poll_mailbox(pop: poplib.POP3, account: IncomingAccount, result: PollResult
             result.step = "storing"
             stored |= store_fetched(account, messages, "pop3", result)
         if keep:
+            # Nothing is done in the mailbox: remembered, not "settled" there.
             mark_settled(account_id, stored)
-            result.settled += len(stored)
+            result.kept += len(stored)
             continue
         done = [(number, uid) for number, uid in batch if uid in known or uid in stored]
         result.step = "DELE"

@@ -111,8 +111,10 @@ def create_account(
         raise InvalidInput("Choose a protocol: lmtp, imap or pop3.", field="protocol")
     account = IncomingAccount(name="", protocol=protocol, active=True, folder="INBOX", processed_folder="Processed")
     if protocol is Protocol.POP3:
-        # POP3 has no folders or flags: delete, or keep on the server ("seen").
-        settings.setdefault("after_processing", AfterProcessing.DELETE)
+        # POP3 has no folders or flags: delete, or keep on the server ("seen"). None is
+        # "not given" too (the command line passes it when --after is left out).
+        if settings.get("after_processing") is None:
+            settings["after_processing"] = AfterProcessing.DELETE
     # Validated before it joins the session, so a refused account is never half-added.
     _apply(account, name=name, addresses=addresses, password=password, **settings)
     db.session.add(account)
