@@ -1,6 +1,7 @@
 """My work: the first page after login. An analyst's open calls and tasks,
-the approvals waiting for their word, and what sits unassigned in their
-groups, with counts."""
+the approvals waiting for their word, the desk's unassigned calls (for the
+default group's members) and what sits unassigned in their other groups,
+with counts."""
 
 from dataclasses import dataclass
 
@@ -8,8 +9,10 @@ from flask import Blueprint, render_template
 
 from portal.auth import current_person
 from portal.pagination import count
-from switchboard.calls.queries import assigned_calls, group_queue_calls
+from switchboard.calls.models import Call
+from switchboard.calls.queries import assigned_calls, group_queue_calls, unassigned_calls
 from switchboard.db import db
+from switchboard.desk.routing import default_group
 from switchboard.requests.queries import assigned_tasks, awaiting_decision, group_queue_tasks
 
 bp = Blueprint("work", __name__)
@@ -31,11 +34,19 @@ def _section(query) -> Section:
 @bp.route("/")
 def my_work():
     me = current_person()
+    desk_group = default_group()
+    unassigned = unassigned_calls(me, desk_group.id if desk_group else None)
+    group_calls = group_queue_calls(me)
+    if unassigned is not None and desk_group is not None:
+        # The default group's calls are under "Unassigned": not twice.
+        group_calls = group_calls.where(Call.assigned_group_id != desk_group.id)
     return render_template(
         "work/my_work.html",
         my_calls=_section(assigned_calls(me)),
         my_tasks=_section(assigned_tasks(me)),
         decisions=_section(awaiting_decision(me)),
-        group_calls=_section(group_queue_calls(me)),
+        unassigned=_section(unassigned) if unassigned is not None else None,
+        desk_group=desk_group,
+        group_calls=_section(group_calls),
         group_tasks=_section(group_queue_tasks(me)),
     )

@@ -17,8 +17,20 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    # One row of desk-wide settings: the group that calls nothing else routes land in.
+    # No row is written here: the group is named at first start (`users ensure-admin`,
+    # which `make run` runs) or by an admin, and calls that already sit in no group are
+    # gathered into it then (switchboard/desk/routing.py). Customer links need no table:
+    # they are signed, not stored.
+    op.create_table('desk_settings',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('default_group_id', sa.Integer(), nullable=True),
+    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.CheckConstraint('id = 1', name=op.f('ck_desk_settings_one_row')),
+    sa.ForeignKeyConstraint(['default_group_id'], ['analyst_group.id'], name=op.f('fk_desk_settings_default_group_id_analyst_group'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_desk_settings'))
+    )
 
 
 def downgrade():
-    pass
+    op.drop_table('desk_settings')

@@ -3,6 +3,7 @@ mail settings (portal.mail, nested here). Only admins get in; the check is
 this blueprint's, so no page can forget it, nested ones included."""
 
 from portal.admin.views import bp
+from portal.admin import health  # noqa: F401  (the health page, on bp)
 from portal.mail import bp as mail_bp
 
 # Once per process, at import: a blueprint cannot change after an app registered it.

@@ -24,6 +24,15 @@ class GroupForm(DeskForm):
     email = EmailField("Group email", validators=[Length(max=320)], description="Optional.")
 
 
+class DefaultGroupForm(DeskForm):
+    group = SelectField(
+        "Default group for new calls",
+        description="Calls that nothing else routes land here: mail through an account without a group "
+                    "of its own, calls logged with neither analyst nor group. Its members see them under "
+                    "Unassigned in My work.",
+    )
+
+
 class MemberForm(DeskForm):
     person = SelectField("Analyst")
 

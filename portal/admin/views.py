@@ -6,11 +6,12 @@ from wtforms.fields.choices import SelectChoice
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
 
 from portal.auth import current_person
-from portal.admin.forms import ConfirmForm, GroupForm, MemberForm, NewPersonForm, PriorityNameForm
+from portal.admin.forms import ConfirmForm, DefaultGroupForm, GroupForm, MemberForm, NewPersonForm, PriorityNameForm
 from portal.forms import attempt
 from portal.pagination import paginate
 from switchboard.calls.admin import priorities, rename_priority
 from switchboard.db import db
+from switchboard.desk.routing import default_group, set_default_group
 from switchboard.errors import InvalidInput
 from switchboard.people.admin import add_group, add_member, add_person, get_group, remove_member, set_active
 from switchboard.people.models import Group, Person
@@ -103,10 +104,45 @@ def groups():
     if group is not None:
         flash(f"Group {group.name} added.")
         return redirect(url_for("admin.group", group_id=group.id), code=303)
+    return _render_groups(form=form, status=422 if form.is_submitted() else 200)
+
+
+@bp.post("/groups/default")
+def set_default():
+    form = _default_group_form()
+    gathered = attempt(form, lambda: set_default_group(current_person(), _chosen_group(form.group.data)))
+    if gathered is not None:
+        flash(f"New calls that nothing else routes now go to {default_group().name}."
+              + (f" {gathered} call{'' if gathered == 1 else 's'} without a group moved there." if gathered else ""))
+        return redirect(url_for("admin.groups"), code=303)
+    return _render_groups(default_form=form, status=422)
+
+
+def _chosen_group(value) -> Group:
+    group = db.session.get(Group, int(value)) if value and value.isdigit() else None
+    if group is None:
+        raise InvalidInput("Choose a group.", field="group")
+    return group
+
+
+def _default_group_form(**kwargs) -> DefaultGroupForm:
+    form = DefaultGroupForm(**kwargs)
+    # No blank choice once there is a default: the desk always routes somewhere.
+    form.group.choices = ([] if default_group() else [SelectChoice("", "— choose —")]) + [
+        SelectChoice(str(g.id), g.name) for g in db.session.scalars(
+            sa.select(Group).where(Group.active).order_by(Group.name))]
+    return form
+
+
+def _render_groups(*, form=None, default_form=None, status=200):
     everyone = db.session.scalars(sa.select(Group).order_by(Group.name)).all()
-    return render_template("admin/groups.html", groups=everyone, form=form), (
-        422 if form.is_submitted() else 200
-    )
+    current = default_group()
+    if default_form is None:
+        default_form = _default_group_form(formdata=None, data={"group": str(current.id) if current else ""})
+    return render_template(
+        "admin/groups.html", groups=everyone, form=form or GroupForm(formdata=None),
+        default_form=default_form, default_group=current,
+    ), status
 
 
 @bp.route("/groups/<int:group_id>", methods=["GET", "POST"])

@@ -86,7 +86,7 @@ def inbound_message(inbound_id):
 def inbound_raw(inbound_id):
     message = _message(inbound_id)
     # message/rfc822 would open in a mail client or the browser: plain bytes, as a file.
-    return _download(store.get(message.raw_sha256), "application/octet-stream", f"message-{message.id}.eml")
+    return _download(_raw(message), "application/octet-stream", f"message-{message.id}.eml")
 
 
 @bp.get("/inbound/<int:inbound_id>/html")
@@ -108,7 +108,7 @@ def inbound_file(inbound_id, number):
     message = _message(inbound_id)
     # A download (not a page view) reads the message again for the file's bytes: parsing is
     # bounded (inbound.bounds), and the files are not kept twice.
-    parsed = parse_message(store.get(message.raw_sha256), _max_attachment_bytes())
+    parsed = parse_message(_raw(message), _max_attachment_bytes())
     if not 1 <= number <= len(parsed.attachments):
         raise NotFound("The message has no such attachment.")
     part = parsed.attachments[number - 1]
@@ -155,7 +155,15 @@ def _reading(message: InboundMessage) -> _Reading:
     if message.parsed_headers is not None:
         return _Reading(message.parsed_headers, message.parsed_text or "", message.parsed_html,
                         message.parsed_attachments or [], message.warnings or [], message.from_name)
+    if message.raw_sha256 is None:  # pruned by housekeeping before it was ever read here
+        return _Reading([], "", None, [], [], stored=False)
     return _Reading(read_headers(store.get(message.raw_sha256)), "", None, [], [], stored=False)
+
+
+def _raw(message: InboundMessage) -> bytes:
+    if message.raw_sha256 is None:
+        raise NotFound("Housekeeping pruned this message's raw mail (past HOUSEKEEPING_RAW_MAIL_DAYS).")
+    return store.get(message.raw_sha256)
 
 
 def _message(inbound_id: int) -> InboundMessage:

@@ -71,3 +71,21 @@ def find_calls(person, *, status: str = "active", scope: str = "all", text: str 
             condition = sa.or_(condition, Call.id == int(match.group(1)))
         query = query.where(condition)
     return query.order_by(Call.updated_at.desc(), Call.id.desc())
+
+
+def unassigned_calls(person, default_group_id: int | None) -> sa.Select | None:
+    """My work's "Unassigned": the desk's queue of calls nobody has picked up, those in the
+    desk's default group and any in no group at all (switchboard.desk.routing), for the
+    default group's members. On a desk without a default group it goes to admins, so no
+    call is ever out of everyone's sight. None when it is not this person's to see."""
+    if default_group_id is None:
+        if not person.is_admin:
+            return None
+        where = Call.assigned_group_id.is_(None)
+    else:
+        if default_group_id not in {group.id for group in person.groups}:
+            return None
+        where = sa.or_(Call.assigned_group_id == default_group_id, Call.assigned_group_id.is_(None))
+    return _work_order(
+        sa.select(Call).where(where, Call.assigned_analyst_id.is_(None), Call.status.in_(WORKING_STATUSES))
+    )

@@ -19,6 +19,7 @@ from flask import current_app
 from switchboard.calls.models import Call
 from switchboard.db import db
 from switchboard.calls.services import close_call, get_call, log_call, reopen_call, update_call
+from switchboard.desk.routing import default_group
 from switchboard.errors import DeskError, InvalidInput, NotFound, PermissionDenied
 from switchboard.history.services import NewAttachment
 from switchboard.inbound import replies, trust
@@ -239,6 +240,9 @@ def _log_new_call(inbound, msg, sender, account, command) -> Outcome:
             actor = account.default_analyst
         if account.use_linked_analyst:
             analyst = _latest_analyst(sender)
+    # A call logged by mail always lands in a group (issue 12: calls from an account without
+    # a group were in nobody's My work): the account's, else the desk's default group.
+    group = group or default_group()
     call = log_call(
         actor,
         summary,

@@ -81,6 +81,7 @@ EXPECTED = {
     ("/admin/groups/<int:group_id>/members/<int:person_id>/remove", "POST"): ADMIN_ONLY,
     ("/admin/priorities", "GET"): ADMIN_ONLY,
     ("/admin/priorities/<int:priority_id>", "POST"): ADMIN_ONLY,
+    ("/admin/health", "GET"): ADMIN_ONLY,
     ("/admin/mail/accounts", "GET"): ADMIN_ONLY,
     ("/admin/mail/accounts/new", "GET"): ADMIN_ONLY,
     ("/admin/mail/accounts/new", "POST"): ADMIN_ONLY,

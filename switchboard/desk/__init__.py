@@ -1,0 +1,1 @@
+"""The desk as a whole: settings that belong to no one feature (where unrouted calls go)."""
