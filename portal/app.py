@@ -19,7 +19,7 @@ templates = Blueprint("portal", __name__, template_folder="templates")
 STATIC_FOLDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 # Everything else needs a logged-in analyst: new pages are private unless listed here.
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "customer_link.follow"}  # the last: a signed link, no login
 
 # No inline script or style anywhere: htmx is configured through a meta tag
 # and its indicator styles are turned off there.
@@ -47,7 +47,7 @@ def init_portal(app: Flask) -> None:
     login_manager.init_app(app)
     limiter.init_app(app)
 
-    from portal import admin, attachments, auth, calls, errors, me, requests, work
+    from portal import admin, attachments, auth, calls, customer_link, errors, me, requests, work
 
     app.register_blueprint(templates)
     app.register_blueprint(auth.bp)
@@ -57,6 +57,7 @@ def init_portal(app: Flask) -> None:
     app.register_blueprint(attachments.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(me.bp)
+    app.register_blueprint(customer_link.bp)
     errors.register(app)
 
     app.jinja_env.trim_blocks = True

@@ -151,7 +151,9 @@ _CALL = (
     ("call.assigned_analyst.display_name", "the assigned analyst, if any"),
     ("call.assigned_group.name", "the assigned group, if any"),
     ("call.logged_at", "when it was logged; format with |datetime"),
-    ("call_url", "link to the call in the portal"),
+    ("call_url", "link to the call: for its customer (not staff), a read-only page of the call that "
+                 "needs no login (signed, expires after CUSTOMER_LINK_DAYS); for anyone else, the call "
+                 "in the portal"),
 )
 _TASK = (
     ("task.ref", "the task's reference, e.g. TASK-7"),

@@ -39,6 +39,8 @@ from flask import current_app
 from sqlalchemy.orm import selectinload
 
 from switchboard.blobs import Blob
+from switchboard.calls import customer_link
+from switchboard.calls.models import Call
 from switchboard.db import db, utcnow
 from switchboard.history.models import EntryKind, HistoryEntry
 from switchboard.inbound.models import InboundMessage
@@ -299,13 +301,14 @@ def _prepare(ids: list[int], config: _Config, lease_until: datetime) -> tuple[li
     overrides = db.session.scalars(sa.select(TemplateOverride)).all()
     accounts = _accounts_of(rows) if any(o.account_id is not None for o in overrides) else {}
     blobs = _blobs_of(rows)
+    customers = _customers_of(rows)
     jobs, marks = [], []
     for row in rows:
         base = dict(id=row.id, lease_until=lease_until, attempts=row.attempts,
                     created_at=row.requeued_at or row.created_at, results=dict(row.recipient_results or {}),
                     sent_at=row.sent_at)
         try:
-            jobs.append(_compose(row, config, overrides, accounts.get(row.id), blobs, base))
+            jobs.append(_compose(row, config, overrides, accounts.get(row.id), blobs, base, customers))
         except (TemplateError, ComposeError, KeyError, ValueError, TypeError) as error:
             # No broken mail goes out: the row fails with the reason, for the admin.
             kind = "template" if isinstance(error, TemplateError) else "composing"
@@ -316,7 +319,8 @@ def _prepare(ids: list[int], config: _Config, lease_until: datetime) -> tuple[li
     return jobs, marks
 
 
-def _compose(row: OutboxMessage, config: _Config, overrides, account_id, blobs, base) -> _Job:
+def _compose(row: OutboxMessage, config: _Config, overrides, account_id, blobs, base,
+             customers=None) -> _Job:
     key = row.template_key or row.message_type
     info = catalogue.get(key)
     found = settings.resolve_overrides(info.type, account_id, overrides)
@@ -324,9 +328,15 @@ def _compose(row: OutboxMessage, config: _Config, overrides, account_id, blobs, 
     from_name = row.from_name or found.from_name or config.from_name or config.desk_name
     person = row.recipient_person
     recipient = person if person is not None else (row.to[0] if row.to else None)
+    # The call's customer (who has no login) gets a link to a read-only page of the call
+    # instead of the portal's; made now, per mail, and never stored (a credential in a URL).
+    link_token = None
+    if (row.call_id is not None and person is not None and not person.is_staff
+            and (customers or {}).get(row.call_id) == person.id):
+        link_token = customer_link.make_token(row.call_id, person.id)
 
     if row.template_key:
-        variables = _derived(row, config, from_address)
+        variables = _derived(row, config, from_address, link_token)
         variables.update(catalogue.base_variables(
             desk_name=config.desk_name, desk_address=from_address, desk_url=config.desk_url,
             recipient=recipient, token=row.reply_token))
@@ -364,6 +374,8 @@ def _compose(row: OutboxMessage, config: _Config, overrides, account_id, blobs, 
         # The token is the recipient's to prove they got the mail (approvals): it never
         # shows on a timeline others can read.
         body = _redact(text, row.reply_token)
+        if link_token:
+            body = body.replace(link_token, "…")  # the link is the customer's, as the token is
         timeline = dict(**_owner(row), kind=EntryKind.EMAIL_OUT, author_id=None,
                         summary="", body=body, internal=internal,
                         details={"outbox_id": row.id, "message_id": row.message_id,
@@ -376,12 +388,13 @@ def _redact(text: str, token: str | None) -> str:
     return text.replace(f"[SB-{token}]", "").replace(token, "…").strip() if token else text
 
 
-def _derived(row: OutboxMessage, config: _Config, desk_address: str) -> dict:
+def _derived(row: OutboxMessage, config: _Config, desk_address: str, link_token: str | None = None) -> dict:
     """Links every type may use, built at send time from the desk's address and URL."""
     values = {"call_url": "", "task_url": ""}
     token = row.reply_token
     if row.call_id is not None:
-        values["call_url"] = f"{config.desk_url}/calls/{row.call_id}"
+        values["call_url"] = (f"{config.desk_url}{customer_link.PATH}{link_token}" if link_token
+                              else f"{config.desk_url}/calls/{row.call_id}")
         if token:
             values["reopen_mailto"] = catalogue.reopen_mailto(desk_address, row.call_id, token)
     if row.task_id is not None:
@@ -435,6 +448,14 @@ def _accounts_of(rows) -> dict[int, int]:
         if account is not None:
             found[row.id] = account
     return found
+
+
+def _customers_of(rows) -> dict[int, int]:
+    """call id -> its customer's id, for the calls this batch's mail is about."""
+    wanted = {r.call_id for r in rows if r.call_id is not None and r.recipient_person_id is not None}
+    if not wanted:
+        return {}
+    return dict(db.session.execute(sa.select(Call.id, Call.customer_id).where(Call.id.in_(wanted))).all())
 
 
 def _blobs_of(rows) -> dict[str, bytes]:

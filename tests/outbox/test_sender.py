@@ -66,7 +66,8 @@ def test_mails_about_one_call_thread_under_each_other_with_stable_ids(desk_serve
         assert f"[SB-{mail.reply_token}]" in _text(message)
     assert first["Subject"] == f"{call.ref} logged: Printer on floor 3 jams [SB-{logged.reply_token}]"
     assert "Hello Carol Customer" in _text(first)
-    assert f"/calls/{call.id}" in _text(first)
+    # The customer has no login: their link opens the call's read-only page (issue 12).
+    assert "/follow/" in _text(first) and f"/calls/{call.id}" not in _text(first)
     assert f"Reopen call {call.id} [SB-{resolved.reply_token}]" in _text(second).replace("%20", " ").replace(
         "%5B", "[").replace("%5D", "]")
     assert all(m.mail_from == DESK and m.rcpt_tos == [CAROL] for m in desk_server.messages)

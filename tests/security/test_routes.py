@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.routing import AnyConverter
 
+from switchboard.calls import customer_link
 from switchboard.calls.services import log_call
 from switchboard.db import db
 from switchboard.history.models import Attachment
@@ -49,6 +50,9 @@ EXPECTED = {
     ("/static/<path:filename>", "GET"): PUBLIC,
     ("/login", "GET"): PUBLIC,
     ("/login", "POST"): PUBLIC,
+    # A customer's read-only page of their call, opened by the signed link in their mail
+    # (tests/portal/test_customer_link.py: what it shows, and the same 404 for any bad link).
+    ("/follow/<token>", "GET"): PUBLIC,
     ("/logout", "POST"): PRIVATE,
     ("/", "GET"): PRIVATE,
     ("/me/settings", "GET"): PRIVATE,
@@ -79,6 +83,7 @@ EXPECTED = {
     ("/admin/groups/<int:group_id>", "GET"): ADMIN_ONLY,
     ("/admin/groups/<int:group_id>", "POST"): ADMIN_ONLY,
     ("/admin/groups/<int:group_id>/members/<int:person_id>/remove", "POST"): ADMIN_ONLY,
+    ("/admin/groups/default", "POST"): ADMIN_ONLY,
     ("/admin/priorities", "GET"): ADMIN_ONLY,
     ("/admin/priorities/<int:priority_id>", "POST"): ADMIN_ONLY,
     ("/admin/health", "GET"): ADMIN_ONLY,
@@ -170,6 +175,7 @@ def rows(people):
         "task_id": request.tasks[0].id, "person_id": target.id, "group_id": people["network"].id,
         "priority_id": 3, "account_id": account.id, "inbound_id": inbound.inbound_id, "number": 1,
         "outbox_id": outbox, "server_id": server.id, "filename": "desk.css", "cora": cora,
+        "token": customer_link.make_token(call.id, people["carol"].id),
     }
 
 
