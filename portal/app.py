@@ -7,6 +7,7 @@ from flask import Blueprint, Flask, request, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFProtect
 
+from portal.assets import init_assets
 from portal.auth import current_person, limiter, login_manager
 from portal.htmx import is_htmx
 from portal.numbers import BoundedInt
@@ -41,6 +42,8 @@ def init_portal(app: Flask) -> None:
     app.config.setdefault("DESK_NAME", "Switchboard")
     # Flask's own /static route serves the portal's files (stylesheet, vendored htmx).
     app.static_folder = STATIC_FOLDER
+    # ...under fingerprinted URLs, cached for a year, compressed (portal/assets.py).
+    init_assets(app, STATIC_FOLDER)
     # Before any blueprint: their rules pick the converter up when they are added.
     app.url_map.converters["int"] = BoundedInt
     csrf.init_app(app)
