@@ -43,7 +43,10 @@ def unflow(text: str, *, delsp: bool = False) -> str:
     paragraph: list[str] = []
     paragraph_depth = 0
 
-    def finish() -> None:
+    def finish(*, soft_break: bool = False) -> None:
+        if soft_break and paragraph and paragraph[-1].endswith(" "):
+            # A soft break with nothing to join: its space was never the sender's text.
+            paragraph[-1] = paragraph[-1][:-1]
         content = "".join(paragraph)
         if paragraph_depth:
             out.append(">" * paragraph_depth + (" " + content if content else ""))
@@ -60,7 +63,7 @@ def unflow(text: str, *, delsp: bool = False) -> str:
         if open_paragraph and (depth != paragraph_depth or content == SIGNATURE_SEPARATOR):
             # A soft break before a change of quote depth (or before the signature separator)
             # is the sender's error: the flowed line stands as a line of its own (RFC 3676 4.5).
-            finish()
+            finish(soft_break=True)
             open_paragraph = False
         if not open_paragraph:
             paragraph_depth = depth
@@ -72,5 +75,5 @@ def unflow(text: str, *, delsp: bool = False) -> str:
         if not flowed:
             finish()
     if paragraph:
-        finish()
+        finish(soft_break=True)
     return "\n".join(out)

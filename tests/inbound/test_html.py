@@ -1,6 +1,7 @@
 """HTML from mail is shown to analysts: it must not run code or call home, and reads well as text."""
 
 from switchboard.inbound.html import html_to_text, sanitize_html
+from tests.inbound.test_pipeline import account  # noqa: F401 (a fixture)
 
 
 def test_scripts_and_event_handlers_are_removed():
@@ -55,3 +56,59 @@ def test_broken_html_never_raises():
     for broken in ("<p><b>unclosed", "</div></div>", "<" * 1000, "<img src=", "\x00<p>nul</p>"):
         html_to_text(broken)
         assert "\x00" not in sanitize_html(broken)
+
+
+# -- issue 10, item 8: links and titles in HTML read as text
+
+
+def test_link_targets_are_kept_after_link_text_that_is_not_the_url():
+    text = html_to_text('<p>Please <a href="https://kb.example.com/printers?id=7">click me</a> and read '
+                        '<a href="https://kb.example.com/faq">https://kb.example.com/faq</a> or '
+                        '<a href="http://www.example.com/">www.example.com</a>.</p>')
+    assert text == ("Please click me (https://kb.example.com/printers?id=7) and read "
+                    "https://kb.example.com/faq or www.example.com.")
+
+
+def test_mailto_links_show_the_address_once():
+    text = html_to_text('<p><a href="mailto:ann@example.com">ann@example.com</a>, '
+                        '<a href="MAILTO:Bob@Example.com">bob@example.com</a>, '
+                        '<a href="mailto:desk@example.com?subject=Hi">write to us</a></p>')
+    assert text == "ann@example.com, bob@example.com, write to us (desk@example.com)"
+
+
+def test_unsafe_empty_and_anchor_links_add_nothing():
+    text = html_to_text('<p><a href="javascript:steal()">js</a> <a href="#top">top</a> '
+                        '<a href="https://t.example/pixel"><img src="x.gif"></a> '
+                        '<a href="data:text/html,x">data</a></p>')
+    assert text == "js top data"
+
+
+def test_a_huge_link_target_is_cut():
+    text = html_to_text(f'<a href="https://example.com/{"a" * 100_000}">here</a>')
+    assert text.startswith("here (https://example.com/aaa") and len(text) < 2100 and text.endswith("...)")
+
+
+def test_links_can_be_left_out_for_matching_text_back_to_the_document():
+    assert html_to_text('<a href="https://example.com/x">read</a>', links=False) == "read"
+
+
+def test_an_html_mail_whose_only_text_is_its_title_gives_the_title():
+    assert html_to_text("<html><head><title>Server  room\n too hot</title></head><body><img src='cid:x'>"
+                        "</body></html>") == "Server room too hot"
+    # With a body, the title is not added (it usually repeats the subject).
+    assert html_to_text("<html><head><title>T</title></head><body><p>Body</p></body></html>") == "Body"
+
+
+def test_calls_from_html_mail_keep_link_targets_and_fall_back_to_the_title(account):
+    from switchboard.calls.models import Call
+    from switchboard.db import db
+    from tests.inbound.test_pipeline import deliver
+
+    head = b"From: carol@example.org\nTo: help@desk.test\nMIME-Version: 1.0\nContent-Type: text/html\n"
+    row = deliver(head + b"Subject: Form\nMessage-ID: <l1@example.org>\n\n"
+                  b"<p>The form is <a href='https://intranet.example/forms/12'>here</a>.</p>", account)
+    assert "The form is here (https://intranet.example/forms/12)." in db.session.get(Call, row.call_id).description
+    row = deliver(head + b"Subject: Badge\nMessage-ID: <l2@example.org>\n\n"
+                  b"<html><head><title>My badge expired</title></head><body><img src='cid:x'></body></html>",
+                  account)
+    assert "My badge expired" in db.session.get(Call, row.call_id).description
