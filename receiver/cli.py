@@ -266,9 +266,13 @@ def process(reprocess_failed):
 @click.option("--trusted-submission", is_flag=True,
               help="Every mail reaching this account passed authenticated submission, so its From line "
                    "is proof of the sender (closes, approvals... by mail). Off by default.")
+@click.option("--interval", "poll_interval_seconds", type=int,
+              help="Seconds between polls of this mailbox by the scheduler (10-86400). Default: 60.")
+@click.option("--timeout", "timeout_seconds", type=int,
+              help="Seconds to wait for the mail server to answer (1-600). Default: 30.")
 def add_account(name, protocol, addresses, host, port, security, username, password_stdin, folder,
                 after_processing, processed_folder, trusted_ca, no_new_calls, reject_unknown_senders,
-                default_group, default_priority, trusted_submission):
+                default_group, default_priority, trusted_submission, poll_interval_seconds, timeout_seconds):
     """Add an incoming account. The password is read from stdin, never from the command line."""
     from switchboard.inbound.accounts import create_account
 
@@ -282,10 +286,11 @@ def add_account(name, protocol, addresses, host, port, security, username, passw
     )
     if protocol != "lmtp":
         settings.update(security=security, folder=folder, processed_folder=processed_folder,
-                        after_processing=after_processing)
+                        after_processing=after_processing, poll_interval_seconds=poll_interval_seconds,
+                        timeout_seconds=timeout_seconds)
         if trusted_ca:
             settings["trusted_ca_pem"] = Path(trusted_ca).read_text()
-    elif host or username or password:
+    elif host or username or password or poll_interval_seconds or timeout_seconds:
         raise click.ClickException("An LMTP account has no mailbox: give only --address (and the call settings).")
     try:
         account = create_account(name, protocol, **settings)
@@ -295,6 +300,34 @@ def add_account(name, protocol, addresses, host, port, security, username, passw
         hint = " (use --password-stdin)" if getattr(exc, "field", None) == "password" else ""
         raise click.ClickException(exc.message + hint) from None
     click.echo(f"Added {account.protocol.value} account {account.name}: {_where(account)}")
+
+
+@accounts.command("edit")
+@click.argument("name")
+@click.option("--interval", "poll_interval_seconds", type=int,
+              help="Seconds between polls of this mailbox by the scheduler (10-86400).")
+@click.option("--timeout", "timeout_seconds", type=int,
+              help="Seconds to wait for the mail server to answer (1-600).")
+def edit_account(name, poll_interval_seconds, timeout_seconds):
+    """Change an account's polling settings; the options not given stay as they are."""
+    from switchboard.inbound.accounts import get_account, update_account
+
+    changes = {key: value for key, value in (("poll_interval_seconds", poll_interval_seconds),
+                                             ("timeout_seconds", timeout_seconds)) if value is not None}
+    if not changes:
+        raise click.ClickException("Nothing to change: give --interval and/or --timeout.")
+    try:
+        account = get_account(name)
+        if account.protocol.value == "lmtp":
+            raise click.ClickException(f"{account.name} is an LMTP account: the MTA delivers its mail, "
+                                       "nothing is polled.")
+        update_account(account, **changes)
+        db.session.commit()
+    except DeskError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Account {account.name}: polled every {account.poll_interval_seconds} s, "
+               f"server timeout {account.timeout_seconds} s.")
 
 
 @accounts.command("list")

@@ -3,40 +3,19 @@ work; each is idempotent, so a second scheduler started by mistake, or a job
 that runs late, does no harm."""
 
 import logging
-from datetime import timedelta
 
-import sqlalchemy as sa
-
-from switchboard.db import db, utcnow
-from switchboard.inbound.models import IncomingAccount, Protocol
+from flask import current_app
 
 log = logging.getLogger(__name__)
 
 
 def poll_due_accounts() -> int:
-    """Polls each active IMAP/POP3 account whose interval has passed, then
-    acts on what arrived. Returns how many accounts were polled."""
-    from receiver.poll import poll_account
-    from switchboard.inbound.process import process_pending
+    """Hands each active IMAP/POP3 account whose interval has passed to a
+    polling thread (scheduler.polling), unless it is being polled still; each
+    thread acts on what its poll stored. Returns how many were handed."""
+    from scheduler.polling import polls_for
 
-    now = utcnow()
-    accounts = db.session.execute(
-        sa.select(IncomingAccount.id, IncomingAccount.last_poll_at, IncomingAccount.poll_interval_seconds)
-        .where(IncomingAccount.active, IncomingAccount.protocol.in_([Protocol.IMAP, Protocol.POP3]))
-        .order_by(IncomingAccount.id)
-    ).all()
-    db.session.commit()
-    polled = 0
-    for account_id, last_poll_at, interval in accounts:
-        if last_poll_at is not None and last_poll_at + timedelta(seconds=max(interval, 10)) > now:
-            continue
-        result = poll_account(account_id)  # records its own success or error
-        polled += 1
-        if not result.ok:
-            log.warning("poll of %s failed: %s", result.account, result.error)
-    if polled:
-        process_pending()
-    return polled
+    return polls_for(current_app._get_current_object()).dispatch()
 
 
 def send_outbox() -> None:
@@ -52,8 +31,28 @@ def send_outbox() -> None:
 def sweep_inbound() -> None:
     """Acts on messages left new (a receiver that stopped between storing
     and acting); the receiver normally does this itself at once."""
-    from switchboard.inbound.process import process_pending
+    from scheduler.polling import act_on, polls_for
 
-    results = process_pending()
-    if results:
-        log.info("inbound sweep acted on %d message(s)", len(results))
+    # Through the pollers' write gate: on SQLite the sweep takes turns with their storing.
+    counts = act_on(None, polls_for(current_app._get_current_object()).gate)
+    if counts:
+        log.info("inbound sweep acted on %d message(s)", sum(counts.values()))
+
+
+def housekeeping() -> None:
+    """Prunes raw mail and sent outbox rows past their retention (switchboard.housekeeping)."""
+    from scheduler.polling import polls_for
+    from switchboard.housekeeping import prune
+
+    done = prune(turn=polls_for(current_app._get_current_object()).gate.background)
+    if done.batches:
+        log.info("housekeeping: %s", done.summary())
+
+
+def sweep_slm() -> None:
+    """Fires the SLA escalation levels and breaches that are due (switchboard.slm.sweep)."""
+    from switchboard.slm.sweep import run_sweep
+
+    report = run_sweep()
+    if report.escalations or report.breaches:
+        log.info("%s", report.summary())

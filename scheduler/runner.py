@@ -2,30 +2,48 @@
 is active per database: a PostgreSQL advisory lock (held on a connection of
 its own for the process's life) or, on SQLite, a lock file beside the
 database. A second scheduler waits as a standby and takes over when the
-first one's lock goes."""
+first one's lock goes.
+
+Every run of every job leaves a heartbeat in the database (switchboard.health):
+when it started, how long it took, how it ended."""
 
 import fcntl
 import logging
 import os
 import time
+from datetime import datetime, timezone
 
 import sqlalchemy as sa
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import jobs
-from switchboard.db import db
+from switchboard.db import db, utcnow
+from switchboard.health.beat import record_run, register_jobs
 
 log = logging.getLogger(__name__)
 
 # An arbitrary constant naming "the Switchboard scheduler" among advisory locks.
 ADVISORY_LOCK_KEY = 0x5B_5C_ED_01
 
-# (job id, function, seconds between runs)
+# (job id, function, seconds between runs; SCHEDULER_INTERVALS overrides them)
 JOBS = [
-    ("poll-accounts", jobs.poll_due_accounts, 15),
+    # Only hands due accounts to the polling threads: each account has its own interval.
+    ("poll-accounts", jobs.poll_due_accounts, 5),
     ("send-outbox", jobs.send_outbox, 5),
     ("sweep-inbound", jobs.sweep_inbound, 60),
+    ("housekeeping", jobs.housekeeping, 3600),
+    ("slm-sweep", jobs.sweep_slm, 60),
 ]
+
+
+def lock_file(app, engine) -> str:
+    """Beside the SQLite database (`<file>.scheduler-lock`): one lock per database, as with
+    PostgreSQL, whatever folder a scheduler runs from; in the instance folder for an
+    in-memory database."""
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return os.path.abspath(database) + ".scheduler-lock"
+    return os.path.join(app.instance_path, "scheduler.lock")
 
 
 class SingleScheduler:
@@ -50,8 +68,8 @@ class SingleScheduler:
                     return True
                 connection.invalidate()
                 return False
-            path = os.path.join(self.app.instance_path, "scheduler.lock")
-            os.makedirs(self.app.instance_path, exist_ok=True)
+            path = lock_file(self.app, engine)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             handle = open(path, "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -72,14 +90,43 @@ class SingleScheduler:
             self._file = None
 
 
-def _wrap(app, function):
+def intervals(app) -> dict[str, int]:
+    """Each job's seconds between runs: JOBS's, or SCHEDULER_INTERVALS's
+    (`job=seconds,...`, e.g. `housekeeping=600`)."""
+    chosen = {job_id: seconds for job_id, _, seconds in JOBS}
+    for part in (app.config.get("SCHEDULER_INTERVALS") or "").split(","):
+        if not part.strip():
+            continue
+        job_id, _, seconds = part.partition("=")
+        job_id = job_id.strip()
+        if job_id not in chosen:
+            raise ValueError(f"SCHEDULER_INTERVALS: no job named {job_id!r} (jobs: {', '.join(chosen)})")
+        try:
+            chosen[job_id] = int(seconds)
+        except ValueError:
+            raise ValueError(f"SCHEDULER_INTERVALS: {job_id} needs whole seconds, not {seconds.strip()!r}") from None
+        if chosen[job_id] < 1:
+            raise ValueError(f"SCHEDULER_INTERVALS: {job_id} needs at least 1 second")
+    return chosen
+
+
+def _wrap(app, function, job_id: str | None = None, seconds: int = 60):
+    """The job as the scheduler runs it: in its own app context, a failure logged (never
+    raised into APScheduler), and its heartbeat written whatever happened."""
+    job_id = job_id or function.__name__
+
     def run():
         with app.app_context():
+            started, clock = utcnow(), time.monotonic()
+            error = None
             try:
                 function()
-            except Exception:
+            except Exception as exc:
                 db.session.rollback()
+                error = f"{type(exc).__name__}: {exc}"
                 log.exception("job %s failed", function.__name__)
+            try:
+                record_run(job_id, seconds, started, time.monotonic() - clock, error)
             finally:
                 db.session.remove()
 
@@ -88,14 +135,23 @@ def _wrap(app, function):
 
 
 def run(app, *, standby_retry: float = 10.0) -> None:
+    from scheduler.polling import stop_polls
+
+    every = intervals(app)
     guard = SingleScheduler(app)
     while not guard.try_acquire():
         log.info("another scheduler is active; standing by")
         time.sleep(standby_retry)
+    with app.app_context():
+        try:
+            register_jobs(every)
+        finally:
+            db.session.remove()
     scheduler = BlockingScheduler(timezone="UTC")
-    for job_id, function, seconds in JOBS:
+    for job_id, function, _ in JOBS:
+        seconds = every[job_id]
         scheduler.add_job(
-            _wrap(app, function),
+            _wrap(app, function, job_id, seconds),
             "interval",
             seconds=seconds,
             id=job_id,
@@ -104,6 +160,7 @@ def run(app, *, standby_retry: float = 10.0) -> None:
             max_instances=1,
             coalesce=True,
             misfire_grace_time=max(30, seconds * 2),
+            next_run_time=datetime.now(timezone.utc),  # each job runs once at start, then on its interval
         )
     log.info("scheduler active: %s", ", ".join(j[0] for j in JOBS))
     try:
@@ -111,4 +168,5 @@ def run(app, *, standby_retry: float = 10.0) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
+        stop_polls(app)
         guard.release()
