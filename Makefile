@@ -8,7 +8,7 @@ FLASK := $(BIN)/flask --app wsgi
 # Both cores by default: the suite talks to real servers and spends much of its time waiting.
 PYTEST_ARGS ?= -n 2
 
-.PHONY: run test install install-test clean
+.PHONY: run test shell install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,11 +25,19 @@ $(VENV)/.installed-test: requirements-test.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
-# Plain HTTP on loopback, so the session cookie may not insist on HTTPS here.
+# First start writes instance/switchboard.toml (what it chose: ports, DESK_URL, plain-HTTP
+# cookies on loopback...), which every later command reads too. `exec`: the runner is make's
+# own child, so SIGTERM to make reaches it (a shell in between would die and leave it running).
 run: install
+	$(BIN)/python serve.py --write-config
 	$(FLASK) db upgrade
 	$(FLASK) users ensure-admin
-	SESSION_COOKIE_SECURE=0 $(BIN)/python serve.py
+	exec $(BIN)/python serve.py
+
+# A shell with the project's virtualenv active and FLASK_APP set: `flask mail poll`, `pytest`...
+shell: install-test
+	@echo "Switchboard's virtualenv is active (flask, pytest); FLASK_APP=wsgi. 'exit' leaves it."
+	@FLASK_APP=wsgi bash --rcfile $(BIN)/activate -i
 
 test: install-test
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -3,7 +3,7 @@ Every path stores the raw message first and hands it to switchboard.inbound."""
 
 import os
 
-# Settings read from the environment unless the app config sets them (tests do).
+# Settings read from the environment unless the app config sets them (tests, the config file).
 DEFAULTS = {
     "LMTP_HOST": ("127.0.0.1", str),
     "LMTP_PORT": (8024, int),
@@ -31,10 +31,14 @@ DEFAULTS = {
 
 
 def settings_from_environment(app) -> None:
+    """The app's config (a test's override, or the instance config file), else
+    the environment, else the default; the file wins only where the environment
+    is silent (switchboard.config put it in the config only then)."""
     for name, (default, kind) in DEFAULTS.items():
-        if name not in app.config:
+        value = app.config.get(name)
+        if value in (None, ""):
             value = os.environ.get(name)
-            app.config[name] = kind(value) if value not in (None, "") else default
+        app.config[name] = kind(value) if value not in (None, "") else default
 
 
 def process_batch_size(app) -> int:

@@ -14,7 +14,7 @@ from switchboard.errors import InvalidInput
 
 
 def _fernet() -> Fernet:
-    secret = os.environ.get("MAIL_SECRET_KEY") or current_app.config["SECRET_KEY"]
+    secret = current_app.config.get("MAIL_SECRET_KEY") or os.environ.get("MAIL_SECRET_KEY") or current_app.config["SECRET_KEY"]
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"switchboard-mail-passwords", info=b"fernet").derive(
         secret.encode()
     )

@@ -17,6 +17,9 @@ from switchboard.db import db
 pytest_plugins = ["tests.servers.fixtures"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+# A developer's instance/switchboard.toml (written by `make run`) must not change what the
+# suite sees; the processes tests start inherit this. Tests of the file set their own.
+os.environ["SWITCHBOARD_CONFIG"] = os.devnull
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = [b.strip() for b in os.environ.get("TEST_DATABASES", "sqlite,postgresql").split(",") if b.strip()]
 
