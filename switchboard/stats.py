@@ -33,7 +33,17 @@ def desk_stats() -> dict:
         for status, count in db.session.execute(sa.select(column, sa.func.count()).group_by(column)):
             counts[_key(status)] = count
         out[key] = counts
+    out["inbound"]["warnings"] = inbound_with_warnings()
     return out
+
+
+def inbound_with_warnings() -> int:
+    """Not a status: how many inbound messages left warnings when read (what was cut, guessed
+    or repaired). Warnings are a JSON list of strings, so a non-empty one starts with '["'
+    (SQLite and PostgreSQL alike)."""
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(InboundMessage)
+        .where(sa.cast(InboundMessage.warnings, sa.Text).like('["%'))) or 0
 
 
 def _key(status) -> str:

@@ -110,4 +110,4 @@ def test_desk_stats_counts_inbound_mail_by_status(app, tmp_path):
     runner = app.test_cli_runner()
     assert runner.invoke(args=["mail", "ingest", str(path)]).exit_code == 0
     data = json.loads(runner.invoke(args=["desk", "stats", "--json"]).output)
-    assert data["inbound"] == {"new": 0, "processed": 1, "ignored": 0, "rejected": 0, "failed": 0}
+    assert data["inbound"] == {"new": 0, "processed": 1, "ignored": 0, "rejected": 0, "failed": 0, "warnings": 0}
