@@ -3,7 +3,7 @@
 from switchboard.calls.services import forward_call, log_call, resolve_call, update_call
 from switchboard.db import db
 from switchboard.errors import InvalidInput
-from switchboard.people.models import Person
+from switchboard.people.models import Group, Person
 from switchboard.people.services import create_group, create_person, find_person
 from switchboard.requests.models import TaskKind
 from switchboard.requests.services import TaskSpec, approve_task, create_request
@@ -18,8 +18,8 @@ def load_demo() -> str:
     sam = analyst("sam.ortiz@demo.switchboard.local", "Sam Ortiz")
     priya = analyst("priya.nair@demo.switchboard.local", "Priya Nair")
     lee = analyst("lee.chen@demo.switchboard.local", "Lee Chen")
-    desk = create_group("Service Desk", members=[sam, priya])
-    network = create_group("Network", members=[lee])
+    desk = _group("Service Desk", [sam, priya])
+    network = _group("Network", [lee])
     jo = create_person("jo.baker@example.com", "Jo Baker")
     ravi = create_person("ravi.patel@example.com", "Ravi Patel")
     mona = create_person("mona.field@example.com", "Mona Field")
@@ -53,3 +53,12 @@ def load_demo() -> str:
         f"Loaded demo data: {people} people, groups {desk.name} and {network.name}, "
         f"calls {vpn.ref}, {printer.ref}, {mail.ref}, request {starter.ref}. {DEMO_PASSWORD_NOTE}"
     )
+
+
+def _group(name: str, members) -> Group:
+    # `make run` may have made "Service Desk" already (the desk's default group): join it.
+    group = db.session.scalar(db.select(Group).where(Group.name == name))
+    if group is None:
+        return create_group(name, members=members)
+    group.members.extend(m for m in members if m not in group.members)
+    return group

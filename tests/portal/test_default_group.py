@@ -184,3 +184,16 @@ def test_an_inactive_group_cannot_be_the_default(app, people):
     result = app.test_cli_runner().invoke(args=["desk", "default-group", "Closed down"])
     assert result.exit_code != 0 and "not active" in result.output
     assert default_group() is None
+
+
+def test_the_demo_loads_after_first_start_made_service_desk_and_joins_it(app):
+    # make run's first start makes "Service Desk"; `desk demo` then refused to make it again.
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["users", "ensure-admin"]).exit_code == 0
+    result = runner.invoke(args=["desk", "demo"])
+    assert result.exit_code == 0, result.output
+    desk_group = default_group()
+    assert desk_group.name == "Service Desk"
+    assert {m.email for m in desk_group.members} == {
+        "admin@switchboard.local", "sam.ortiz@demo.switchboard.local", "priya.nair@demo.switchboard.local"}
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Group)) == 2
