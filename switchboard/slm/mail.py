@@ -70,15 +70,15 @@ def queue_level_mail(fired, now: datetime) -> int:
         chosen.append((firing, call, type_, people))
     opted_out = settings.opted_out_ids(p.id for *_, people in chosen for p in people)
     parents = _thread_parents(calls)
-    views = {call_id: call_view(call) for call_id, call in calls.items()}
+    views = {call_id: snapshot(call_view(call)) for call_id, call in calls.items()}  # once per call
     domain = mail_domain()
     rows = []
     for firing, call, type_, people in chosen:
         info = catalogue.get(type_)
-        variables = {"call": views[call.id], "target": firing.level.target.value, "due_at": firing.due_at}
+        variables = {"target": firing.level.target.value, "due_at": firing.due_at}
         if type_ is MessageType.SLA_ESCALATION:
             variables.update(level=firing.level.number, percent=firing.level.percent)
-        context = snapshot(variables)
+        context = {"call": views[call.id], **snapshot(variables)}
         parent = parents.get(call.id)
         for person in people:
             if person.id in opted_out:
@@ -93,7 +93,7 @@ def queue_level_mail(fired, now: datetime) -> int:
                 "next_attempt_at": now, "created_at": now, "attempts": 0, "call_id": call.id,
             })
     if rows:
-        db.session.execute(sa.insert(OutboxMessage), rows)
+        db.session.execute(sa.insert(OutboxMessage.__table__), rows)
     return len(rows)
 
 

@@ -29,7 +29,6 @@ from switchboard.slm.models import Sla, SlaCalendar, SlaFiring, SlaLevel, SlaTar
 log = logging.getLogger(__name__)
 
 BATCH = 2000  # calls per transaction
-_INSERT_ROWS = 500  # firings per INSERT statement (SQLite's bound on parameters)
 
 
 @dataclass
@@ -139,26 +138,25 @@ def _load_slas(ids) -> dict[int, Sla]:
 def _insert_firings(crossed: list[Firing], now: datetime) -> set[tuple]:
     """Inserts the firings; returns the (call, target, level) keys this sweep wrote (the
     others existed already: fired by an earlier or a concurrent sweep)."""
+    if not crossed:
+        return set()
     table = SlaFiring.__table__
     insert = postgresql.insert if db.engine.dialect.name == "postgresql" else sqlite.insert
-    won: set[tuple] = set()
-    for start in range(0, len(crossed), _INSERT_ROWS):
-        chunk = crossed[start:start + _INSERT_ROWS]
-        statement = (
-            insert(table)
-            .values([{"call_id": f.call_id, "target": f.level.target, "level": f.level.number,
-                      "percent": f.level.percent, "fired_at": now} for f in chunk])
-            .on_conflict_do_nothing(index_elements=["call_id", "target", "level"])
-            .returning(table.c.call_id, table.c.target, table.c.level)
-        )
-        won.update((r.call_id, r.target, r.level) for r in db.session.execute(statement))
-    return won
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["call_id", "target", "level"])
+        .returning(table.c.call_id, table.c.target, table.c.level)
+    )
+    # One statement, sent many rows at a time (SQLAlchemy's "insertmanyvalues").
+    rows = [{"call_id": f.call_id, "target": f.level.target, "level": f.level.number,
+             "percent": f.level.percent, "fired_at": now} for f in crossed]
+    return {(r.call_id, r.target, r.level) for r in db.session.execute(statement, rows)}
 
 
 def _write_timeline(fired: list[Firing], now: datetime) -> None:
     if not fired:
         return
-    db.session.execute(sa.insert(HistoryEntry), [_entry(f, now) for f in fired])
+    db.session.execute(sa.insert(HistoryEntry.__table__), [_entry(f, now) for f in fired])
 
 
 def _entry(firing: Firing, now: datetime) -> dict:
