@@ -158,3 +158,18 @@ def test_analysts_mail_still_links_to_the_portal(app, people, smtp_sink):
     send_all_due()
     to_bob = [m for m in smtp_sink.messages if m.rcpt_tos == ["bob@desk.test"]]
     assert to_bob and f"/calls/{call.id}" in to_bob[0].message.get_body(("plain",)).get_content()
+
+
+def test_a_failing_page_logs_the_error_without_the_token(app, client, call, caplog, monkeypatch):
+    url = _url(call)
+    token = url.rsplit("/", 1)[1]
+
+    def broken(_call, limit=customer_link.SHOWN):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr("portal.customer_link.customer_timeline", broken)  # a fault injected, not a mock of a server
+    with caplog.at_level("ERROR"):
+        response = client.get(url)
+    assert response.status_code == 500 and response.headers["Cache-Control"] == "private, no-store"
+    assert "database went away" in caplog.text  # the error is logged...
+    assert token not in caplog.text  # ...and the credential is not
