@@ -352,6 +352,10 @@ def _load_templates(key: str) -> TemplateSet:
 
 # -- sample data for the editor's preview -----------------------------------------------------
 
+_TO_CUSTOMER = (MessageType.CALL_LOGGED, MessageType.CALL_RESOLVED, MessageType.CALL_CLOSED,
+                MessageType.MANUAL_MESSAGE)
+
+
 def sample_variables(type_: MessageType | int | str) -> dict:
     """Variables shaped like the real ones (built through the same views), for previews."""
     info = get(type_)
@@ -362,8 +366,7 @@ def sample_variables(type_: MessageType | int | str) -> dict:
         "token": world.token,
     }
     t = info.type
-    if t in (MessageType.CALL_LOGGED, MessageType.CALL_RESOLVED, MessageType.CALL_CLOSED,
-             MessageType.MANUAL_MESSAGE):
+    if t in _TO_CUSTOMER:
         values["recipient"] = person_view(world.customer)
     elif t in (MessageType.EMAIL_REJECTED, MessageType.SUMMARY_REPLY):
         values["recipient"] = person_view(world.customer)
@@ -376,7 +379,9 @@ def sample_variables(type_: MessageType | int | str) -> dict:
 
     if any(v.name.startswith("call.") for v in info.variables):
         values["call"] = call_view(world.call)
-        values["call_url"] = "https://desk.example.org/calls/42"
+        # The customer's link is their call's read-only page (calls.customer_link), not the portal.
+        values["call_url"] = ("https://desk.example.org/follow/WzQyLDE3XQ.Z0o3bA.sample-signature"
+                              if t in _TO_CUSTOMER else "https://desk.example.org/calls/42")
     if any(v.name.startswith("task.") for v in info.variables):
         values["task"] = task_view(world.task)
         values["request"] = request_view(world.request)
