@@ -68,6 +68,7 @@ def queue_summary(inbound, person, action: str) -> bool:
         recipient_person=person,
         inbound=inbound,
         in_reply_to=_bracketed(inbound.message_id),
+        references=[_bracketed(inbound.message_id)] if inbound.message_id else None,
         with_token=False,
     )
     return True

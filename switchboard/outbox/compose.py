@@ -6,14 +6,15 @@ text that came from a customer (a call summary, a display name) can never add a 
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
-from email import policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 from typing import NamedTuple
 
@@ -40,6 +41,73 @@ _RESERVED_HEADERS = frozenset(
 _HEADER_NAME_RE = re.compile(r"^[!-9;-~]+$")  # RFC 5322 ftext: printable ASCII except ':'
 _MSGID_RE = re.compile(r"^<[^<>\s]+@[^<>\s]+>$")
 _MAX_REFERENCES = 20
+
+
+# RFC 5322 2.1.1: lines SHOULD stay within 78 characters, MUST within 998; RFC 2047 2: an
+# encoded word is at most 75 characters.
+_LINE = 78
+_LONGEST_BARE_WORD = 900
+_ENCODED_BYTES = 45  # 60 base64 characters, 72 with "=?utf-8?b?" and "?=": within 75
+
+
+def fold_subject(subject: str, linesep: str = "\r\n") -> str:
+    """The Subject header line(s), folded only between words and never before
+    the first: Python's folder puts a long first word on a line of its own
+    ("Subject:" CRLF " CALL-1 ..."), which its own parser then reads back with
+    a leading space (some clients show it). Words are kept as typed; a run of
+    non-ASCII words (or anything that would read as an encoded word) becomes
+    RFC 2047 encoded words, the spaces inside the run encoded with it, because
+    readers drop the whitespace between two encoded words."""
+    atoms: list[str] = []
+    run: list[str] = []
+    for word in one_line(subject).split(" "):
+        if word and word.isascii() and "=?" not in word and len(word) <= _LONGEST_BARE_WORD:
+            if run:
+                atoms.extend(_encoded_words(" ".join(run)))
+                run = []
+            atoms.append(word)
+        elif word:
+            run.append(word)
+    if run:
+        atoms.extend(_encoded_words(" ".join(run)))
+    lines = ["Subject:"]
+    for index, atom in enumerate(atoms):
+        if index and len(lines[-1]) + 1 + len(atom) > _LINE:
+            lines.append(" " + atom)
+        else:
+            lines[-1] += " " + atom
+    return linesep.join(lines) + linesep
+
+
+def _encoded_words(text: str) -> list[str]:
+    """`text` as UTF-8 base64 encoded words of at most 75 characters, split between characters."""
+    words, chunk = [], b""
+    for char in text:
+        data = char.encode("utf-8")
+        if chunk and len(chunk) + len(data) > _ENCODED_BYTES:
+            words.append(chunk)
+            chunk = b""
+        chunk += data
+    if chunk:
+        words.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(w).decode('ascii')}?=" for w in words]
+
+
+class _DeskPolicy(EmailPolicy):
+    """policy.SMTP, with the Subject folded by fold_subject."""
+
+    def fold(self, name, value):
+        if name.lower() == "subject":
+            return fold_subject(str(value), self.linesep)
+        return super().fold(name, value)
+
+    def fold_binary(self, name, value):
+        if name.lower() == "subject":
+            return fold_subject(str(value), self.linesep).encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_POLICY = _DeskPolicy(linesep="\r\n")
 
 
 class ComposeError(ValueError):
@@ -118,7 +186,7 @@ def compose_message(
     if reply_token is not None and not _TOKEN_RE.fullmatch(reply_token):
         raise ComposeError("a reply token is 16-40 characters of [A-Za-z0-9_-]")
 
-    msg = EmailMessage(policy=policy.SMTP)
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = _address(from_addr, from_name)
     if to:
         msg["To"] = [_address(a) for a in to]
@@ -171,7 +239,7 @@ def compose_message(
 
 def message_to_bytes(msg: EmailMessage) -> bytes:
     """The mail as bytes with CRLF line endings, ready for SMTP DATA."""
-    return msg.as_bytes(policy=policy.SMTP)
+    return msg.as_bytes(policy=_POLICY)
 
 
 def mailto_link(address: str, subject: str, body: str = "") -> str:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from switchboard.calls.models import Call
+from switchboard.db import db
 from switchboard.events import subscribe
+from switchboard.inbound.models import InboundMessage
 from switchboard.outbox import catalogue, limits, settings
 from switchboard.outbox.catalogue import MessageType, Recipient
 from switchboard.outbox.queue import mark_new_record, queue_mail
@@ -21,13 +23,14 @@ from switchboard.requests.models import Request, Task, TaskKind
 
 
 def queue_notification(message_type, people: Iterable, *, record, variables: dict,
-                       actor=None, mail_actor: bool = False, keep=None) -> list:
+                       actor=None, mail_actor: bool = False, keep=None, answers=None) -> list:
     """Queue one mail of `message_type` per person, about `record` (a Call, Task or
     Request), rendered at send time from `variables` (views or plain data). Leaves out
     the actor (unless `mail_actor`), inactive people, duplicates, people who opted
     out of mail that is not essential, and anyone `keep(person)` says no to (asked last,
-    so a reply limit counts only mail that would go). Returns the rows queued. The SLM
-    sweep can use this for escalations too."""
+    so a reply limit counts only mail that would go). `answers`: (person, inbound
+    message): that person's mail is a reply to the incoming mail and threads under it.
+    Returns the rows queued. The SLM sweep can use this for escalations too."""
     info = catalogue.get(message_type)
     chosen = []
     seen = set()
@@ -50,9 +53,18 @@ def queue_notification(message_type, people: Iterable, *, record, variables: dic
     context = snapshot(variables)
     return [
         queue_mail(info.type, [person.email], record=record, recipient_person=person,
-                   template_key=info.key, context=context)
+                   template_key=info.key, context=context,
+                   **(_reply_to(answers[1]) if answers is not None and person is answers[0] else {}))
         for person in chosen
     ]
+
+
+def _reply_to(inbound) -> dict:
+    """What threads a mail under the incoming mail it answers (In-Reply-To, References)."""
+    if inbound is None or not inbound.message_id:
+        return {"inbound": inbound} if inbound is not None else {}
+    parent = f"<{inbound.message_id.strip('<>')}>"
+    return {"inbound": inbound, "in_reply_to": parent, "references": [parent]}
 
 
 def people_for(recipients: Iterable[Recipient], record) -> list:
@@ -80,7 +92,7 @@ def people_for(recipients: Iterable[Recipient], record) -> list:
 
 
 def _notify(message_type, record, actor, extra: dict | None = None, *, notify: bool | None = None,
-            mail_actor: bool = False, keep=None) -> list:
+            mail_actor: bool = False, keep=None, answers=None) -> list:
     """The common path: the admin's on/off and recipients for the type, then queue.
     `notify` True/False is an analyst's explicit choice (the forward form); None means
     the settings decide."""
@@ -95,7 +107,8 @@ def _notify(message_type, record, actor, extra: dict | None = None, *, notify: b
         variables = {"task": task_view(record), "request": request_view(record.request)}
     variables.update(extra or {})
     return queue_notification(message_type, people_for(rule.recipients, record), record=record,
-                              variables=variables, actor=actor, mail_actor=mail_actor, keep=keep)
+                              variables=variables, actor=actor, mail_actor=mail_actor, keep=keep,
+                              answers=answers)
 
 
 def _text(entry) -> str:
@@ -107,14 +120,18 @@ def _text(entry) -> str:
 def on_call_logged(call, actor, **_):
     mark_new_record(call)  # logged just now: no earlier mail to thread under
     answering = limits.answering_for(call)
-    keep = None
+    keep = answers = None
     if answering is not None:
         # Logged by mail: the customer's copy is an automatic reply to that mail, so the
-        # reply limits decide (anyone else the rule names is told as usual).
+        # reply limits decide (anyone else the rule names is told as usual), and it
+        # threads under that mail in the customer's client.
         def keep(person):
             return person is not call.customer or limits.permit(
                 limits.ACKNOWLEDGEMENT, answering, to=person.email) is None
-    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True, keep=keep)
+
+        if answering.inbound_id is not None:
+            answers = (call.customer, db.session.get(InboundMessage, answering.inbound_id))
+    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True, keep=keep, answers=answers)
 
 
 def on_call_updated(call, actor, entry=None, via="portal", **_):
