@@ -7,6 +7,7 @@ as one) and dated, so it stops working CUSTOMER_LINK_DAYS after the mail was sen
 is stored: a link is checked, never looked up. Whatever is wrong with one (altered, expired,
 for a call that is gone or now has another customer) reads the same: `None`."""
 
+import logging
 import os
 
 import sqlalchemy as sa
@@ -18,6 +19,8 @@ from switchboard.calls.models import Call
 from switchboard.db import db
 from switchboard.history.models import EntryKind, HistoryEntry
 from switchboard.people.models import Person
+
+log = logging.getLogger(__name__)
 
 SALT = "switchboard.customer-call-link"
 # Where the portal serves the page (portal/customer_link.py): the token is the path's last part.
@@ -39,9 +42,13 @@ def link_days() -> float:
     value = current_app.config.get("CUSTOMER_LINK_DAYS") or os.environ.get("CUSTOMER_LINK_DAYS")
     try:
         days = float(value) if value not in (None, "") else DEFAULT_DAYS
-    except ValueError:
-        days = DEFAULT_DAYS
-    return days if days > 0 else DEFAULT_DAYS
+    except (TypeError, ValueError):
+        days = 0
+    if not days > 0:  # NaN and negatives too
+        # A link must keep working rather than the page failing for every customer.
+        log.warning("CUSTOMER_LINK_DAYS=%r is not a number of days above 0; using %s", value, DEFAULT_DAYS)
+        return DEFAULT_DAYS
+    return days
 
 
 def _serializer() -> URLSafeTimedSerializer:

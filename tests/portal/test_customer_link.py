@@ -116,6 +116,9 @@ def test_link_lifetime_follows_customer_link_days(app, client, call):
             assert client.get(url).status_code == 404
         with time_machine.travel(utcnow() + timedelta(days=1)):
             assert client.get(url).status_code == 200
+        app.config["CUSTOMER_LINK_DAYS"] = "soon"  # not a number: the default, and a warning
+        with time_machine.travel(utcnow() + timedelta(days=89)):
+            assert client.get(url).status_code == 200
     finally:
         app.config.pop("CUSTOMER_LINK_DAYS")
 
