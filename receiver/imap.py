@@ -12,11 +12,12 @@ from imapclient.imapclient import DELETED, SEEN
 from receiver.poll import (
     PollResult, by_size, chunks, forget_receipts, known_receipts, mark_settled, store_fetched, tls_context,
 )
+from receiver.signin import Credentials, imap_sign_in
 from switchboard.db import db
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Security
 
 
-def connect(account: IncomingAccount, password: str, result: PollResult) -> IMAPClient:
+def connect(account: IncomingAccount, credentials: Credentials, result: PollResult) -> IMAPClient:
     context = tls_context(account.trusted_ca_pem) if account.security is not Security.NONE else None
     result.step = "connect"
     client = IMAPClient(
@@ -31,15 +32,15 @@ def connect(account: IncomingAccount, password: str, result: PollResult) -> IMAP
             result.step = "STARTTLS"
             client.starttls(context)
         result.step = "login"
-        client.login(account.username, password)
+        imap_sign_in(client, account, credentials)
     except BaseException:
         _close(client)
         raise
     return client
 
 
-def poll(account: IncomingAccount, password: str, result: PollResult) -> None:
-    client = connect(account, password, result)
+def poll(account: IncomingAccount, credentials: Credentials, result: PollResult) -> None:
+    client = connect(account, credentials, result)
     try:
         _poll_folder(client, account, result)
         result.step = "logout"

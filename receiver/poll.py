@@ -18,7 +18,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from switchboard import secrets
 from switchboard.db import db, utcnow
 from switchboard.errors import DeskError
 from switchboard.inbound.models import IncomingAccount, MailboxReceipt, Protocol
@@ -231,6 +230,7 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
     account (last_success_at, or last_error and last_error_at). `gate` and
     `on_stored`: see PollResult."""
     from receiver import imap, pop3
+    from receiver.signin import credentials_for
 
     account = db.session.get(IncomingAccount, account_id)
     result = PollResult(account.name, gate=gate, on_stored=on_stored)
@@ -241,11 +241,11 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
         if account.protocol is Protocol.LMTP:
             raise PollError("an LMTP account is not polled: the MTA delivers its mail")
         result.step = "reading the password"
-        password = secrets.decrypt(account.password_encrypted) or ""
+        credentials = credentials_for(account)
         if account.protocol is Protocol.IMAP:
-            imap.poll(account, password, result)
+            imap.poll(account, credentials, result)
         else:
-            pop3.poll(account, password, result)
+            pop3.poll(account, credentials, result)
     except Exception as exc:
         db.session.rollback()
         account = db.session.get(IncomingAccount, account_id)

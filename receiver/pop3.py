@@ -8,6 +8,7 @@ already stored without fetching it again. Accounts set to keep their mail
 import poplib
 
 from receiver.poll import PollResult, by_size, chunks, known_receipts, mark_settled, store_fetched, tls_context
+from receiver.signin import Credentials, pop3_sign_in
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Security
 
 # poplib refuses lines over 2048 bytes; real mail breaks RFC 5322's 998 often
@@ -15,7 +16,7 @@ from switchboard.inbound.models import AfterProcessing, IncomingAccount, Securit
 poplib._MAXLINE = max(poplib._MAXLINE, 1024 * 1024)
 
 
-def connect(account: IncomingAccount, password: str, result: PollResult) -> poplib.POP3:
+def connect(account: IncomingAccount, credentials: Credentials, result: PollResult) -> poplib.POP3:
     context = tls_context(account.trusted_ca_pem) if account.security is not Security.NONE else None
     result.step = "connect"
     if account.security is Security.TLS:
@@ -27,16 +28,15 @@ def connect(account: IncomingAccount, password: str, result: PollResult) -> popl
             result.step = "STLS"
             pop.stls(context)
         result.step = "login"
-        pop.user(account.username)
-        pop.pass_(password)
+        pop3_sign_in(pop, account, credentials)
     except BaseException:
         _close(pop)
         raise
     return pop
 
 
-def poll(account: IncomingAccount, password: str, result: PollResult) -> None:
-    pop = connect(account, password, result)
+def poll(account: IncomingAccount, credentials: Credentials, result: PollResult) -> None:
+    pop = connect(account, credentials, result)
     try:
         deleted = _poll_mailbox(pop, account, result)
         result.step = "QUIT"

@@ -10,3 +10,4 @@ from switchboard.slm.models import CalendarHoliday, CalendarHours, Sla, SlaCalen
 from switchboard.inbound.models import IncomingAccount, IncomingAddress, InboundMessage, MailboxReceipt  # noqa: F401
 from switchboard.outbox.models import OutboxMessage, OutgoingServer  # noqa: F401
 from switchboard.health.models import JobHeartbeat  # noqa: F401
+from switchboard.oauth.models import OAuthGrant  # noqa: F401

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from receiver import imap, pop3
 from receiver.poll import PollResult, describe_error
-from switchboard import secrets
+from receiver.signin import credentials_for
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Protocol
 
 
@@ -27,18 +27,18 @@ def check_connection(account: IncomingAccount) -> ConnectionReport:
     result = PollResult(account.name)
     try:
         result.step = "reading the password"
-        password = secrets.decrypt(account.password_encrypted) or ""
+        credentials = credentials_for(account)
         if account.protocol is Protocol.IMAP:
-            found = _imap(account, password, result)
+            found = _imap(account, credentials, result)
         else:
-            found = _pop3(account, password, result)
+            found = _pop3(account, credentials, result)
     except Exception as exc:  # every failure becomes the admin's message
         return ConnectionReport(False, describe_error(exc, account, result.step))
     return ConnectionReport(True, f"Logged in to {where} as {account.username}. {found}")
 
 
-def _imap(account, password, result) -> str:
-    client = imap.connect(account, password, result)
+def _imap(account, credentials, result) -> str:
+    client = imap.connect(account, credentials, result)
     try:
         result.step = f"selecting folder {account.folder!r}"
         # Read-only: not even the \Recent flags change.
@@ -62,8 +62,8 @@ def _imap(account, password, result) -> str:
     return found
 
 
-def _pop3(account, password, result) -> str:
-    pop = pop3.connect(account, password, result)
+def _pop3(account, credentials, result) -> str:
+    pop = pop3.connect(account, credentials, result)
     try:
         result.step = "STAT"
         count, size = pop.stat()

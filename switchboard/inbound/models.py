@@ -73,6 +73,9 @@ class IncomingAccount(db.Model):
     # submission (the MTA delivers only what its own users sent after logging in), so
     # the From line is proof of the sender (switchboard.inbound.trust). Off by default.
     trusted_submission: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Set: the account signs in with OAuth2 (switchboard.oauth) instead of its password.
+    oauth_grant_id: Mapped[int | None] = mapped_column(sa.ForeignKey("oauth_grant.id"))
+    oauth_grant = relationship("OAuthGrant")
     # Poll state, for admins and monitoring.
     uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_poll_at = mapped_column(UTCDateTime)

@@ -92,6 +92,8 @@ class OutgoingServer(db.Model):
     priority: Mapped[int] = mapped_column(default=10)  # lower goes first
     active: Mapped[bool] = mapped_column(default=True)
     timeout_seconds: Mapped[int] = mapped_column(default=30)
+    # Set: the server is signed in to with OAuth2 (switchboard.oauth) instead of a password.
+    oauth_grant_id: Mapped[int | None] = mapped_column(sa.ForeignKey("oauth_grant.id"))
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 

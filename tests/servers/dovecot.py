@@ -112,9 +112,13 @@ class Dovecot:
 
     host = HOST
 
-    def __init__(self, binary: str, tls: TlsFiles, root: Path | None = None):
+    def __init__(self, binary: str, tls: TlsFiles, root: Path | None = None, *,
+                 oauth2_introspection_url: str | None = None):
         self.binary = binary
         self.tls = tls
+        # Set: logins by XOAUTH2/OAUTHBEARER are checked by POSTing the token to this URL
+        # (Dovecot's oauth2 passdb, RFC 7662 introspection), over TLS trusting `tls.ca`.
+        self.oauth2_introspection_url = oauth2_introspection_url
         # Not pytest's tmp_path: its 0700 parents would lock out the mail and dovenull users,
         # and its long paths would push Dovecot's unix sockets past the 108-byte limit.
         self.root = Path(root or tempfile.mkdtemp(prefix="sb-dovecot-"))
@@ -188,9 +192,29 @@ class Dovecot:
         return "\n".join(self.log_lines()[-30:])
 
     def _write_config(self) -> None:
-        self.config_path.write_text(_CONFIG.format(
+        config = _CONFIG.format(
             host=HOST, root=self.root, instance=self.root.name, cert=self.tls.cert, key=self.tls.key,
-            uid=self._uid, gid=self._gid, **vars(self.ports)))
+            uid=self._uid, gid=self._gid, **vars(self.ports))
+        if self.oauth2_introspection_url:
+            # Dovecot's auth process runs as its own user: it cannot read the CA where pytest keeps it.
+            ca = self.root / "oauth2-ca.pem"
+            shutil.copyfile(self.tls.ca, ca)
+            os.chmod(ca, 0o644)
+            (self.root / "oauth2.conf.ext").write_text(
+                "introspection_mode = post\n"
+                f"introspection_url = {self.oauth2_introspection_url}\n"
+                "force_introspection = yes\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+                f"tls_ca_cert_file = {ca}\n")
+            config = config.replace("auth_mechanisms = plain login\n",
+                                    "auth_mechanisms = plain login xoauth2 oauthbearer\n")
+            config = config.replace("passdb {\n  driver = passwd-file\n",
+                                    "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                                    f"  args = {self.root}/oauth2.conf.ext\n}}\n"
+                                    "passdb {\n  driver = passwd-file\n")
+        self.config_path.write_text(config)
 
     # -- users -----------------------------------------------------------------------------
 

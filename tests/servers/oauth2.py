@@ -1,0 +1,169 @@
+"""A small OAuth2 authorization server of the tests' own, over HTTPS on loopback with the
+session's throwaway CA: it issues access tokens (client credentials; refresh tokens, rotated
+on every use), revokes grants, and answers Dovecot's token introspection (RFC 7662), so the
+desk's OAuth2 sign-in runs for real against a real Dovecot.
+
+Shapes follow RFC 6749 (token endpoint: form-encoded request, JSON answer, `invalid_grant`
+errors with HTTP 400), RFC 7662 (introspection) and, for Microsoft's client library, the
+OpenID discovery document MSAL reads before its first token request."""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+from flask import Flask, jsonify, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .process import HOST, free_ports
+from .tls import TlsFiles
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):  # a line per token request drowns the test output
+        pass
+
+
+@dataclass
+class Grant:
+    client_id: str
+    username: str
+    refresh_token: str | None = None
+    revoked: bool = False
+
+
+@dataclass
+class OAuth2Server:
+    tls: TlsFiles
+    access_seconds: float = 3600
+    rotate_refresh_tokens: bool = True
+    clients: dict[str, str] = field(default_factory=dict)  # client_id -> secret
+    mailbox_of_client: dict[str, str] = field(default_factory=dict)  # client credentials act for this user
+    grants: list[Grant] = field(default_factory=list)
+    access_tokens: dict[str, tuple[Grant, float]] = field(default_factory=dict)
+    token_requests: int = 0
+    introspections: int = 0
+    fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer the next token requests with
+
+    def __post_init__(self):
+        self.port = free_ports(1)[0]
+        self.lock = threading.Lock()
+        self.app = self._make_app()
+        self._server = None
+
+    # -- what tests call ----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/token"
+
+    @property
+    def introspection_url(self) -> str:
+        return f"{self.base_url}/introspect"
+
+    def add_client(self, mailbox: str | None = None) -> tuple[str, str]:
+        client_id, secret = f"client-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+        with self.lock:
+            self.clients[client_id] = secret
+            if mailbox:
+                self.mailbox_of_client[client_id] = mailbox
+        return client_id, secret
+
+    def grant_refresh_token(self, client_id: str, username: str) -> str:
+        """As if the user had signed in and consented: a refresh token for them."""
+        token = f"rt-{secrets.token_urlsafe(16)}"
+        with self.lock:
+            self.grants.append(Grant(client_id, username, token))
+        return token
+
+    def revoke(self, username: str) -> None:
+        """Revoke every grant for the user: its refresh tokens and access tokens stop working."""
+        with self.lock:
+            for grant in self.grants:
+                if grant.username == username:
+                    grant.revoked = True
+
+    def start(self) -> None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.tls.cert, self.tls.key)
+        self._server = make_server(HOST, self.port, self.app, threaded=True, ssl_context=context,
+                                   request_handler=_QuietHandler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- the endpoints ------------------------------------------------------------------
+
+    def _make_app(self) -> Flask:
+        app = Flask("test-oauth2-server")
+
+        def error(code: str, description: str, status: int = 400):
+            return jsonify(error=code, error_description=description), status
+
+        @app.post("/token")
+        @app.post("/<tenant>/oauth2/v2.0/token")
+        def token(tenant=None):
+            with self.lock:
+                self.token_requests += 1
+                if self.fail_next:
+                    status = self.fail_next.pop(0)
+                    return "busy", status, {"Retry-After": "1"}
+                form = request.form
+                client_id = form.get("client_id") or (request.authorization.username if request.authorization else None)
+                secret = form.get("client_secret") or (request.authorization.password if request.authorization else None)
+                if client_id not in self.clients or self.clients[client_id] != secret:
+                    return error("invalid_client", "unknown client or wrong secret", 401)
+                kind = form.get("grant_type")
+                if kind == "client_credentials":
+                    grant = Grant(client_id, self.mailbox_of_client.get(client_id, ""))
+                    self.grants.append(grant)
+                    return jsonify(self._issue(grant, refresh=False))
+                if kind == "refresh_token":
+                    presented = form.get("refresh_token")
+                    grant = next((g for g in self.grants if g.refresh_token == presented
+                                  and g.client_id == client_id), None)
+                    if grant is None or grant.revoked:
+                        return error("invalid_grant", "the refresh token is expired, revoked or already used")
+                    return jsonify(self._issue(grant, refresh=self.rotate_refresh_tokens))
+                return error("unsupported_grant_type", f"grant type {kind!r} is not supported")
+
+        @app.post("/introspect")
+        def introspect():
+            with self.lock:
+                self.introspections += 1
+                found = self.access_tokens.get(request.form.get("token", ""))
+                if found is None:
+                    return jsonify(active="false")
+                grant, expires = found
+                if grant.revoked or expires < time.time():
+                    return jsonify(active="false")
+                return jsonify(active="true", username=grant.username)
+
+        @app.get("/<tenant>/v2.0/.well-known/openid-configuration")
+        def discovery(tenant):
+            base = f"{self.base_url}/{tenant}"
+            return jsonify(issuer=f"{base}/v2.0", token_endpoint=f"{base}/oauth2/v2.0/token",
+                           authorization_endpoint=f"{base}/oauth2/v2.0/authorize",
+                           jwks_uri=f"{base}/discovery/v2.0/keys", response_types_supported=["code"],
+                           subject_types_supported=["pairwise"], id_token_signing_alg_values_supported=["RS256"])
+
+        return app
+
+    def _issue(self, grant: Grant, *, refresh: bool) -> dict:
+        access = f"at-{secrets.token_urlsafe(24)}"
+        self.access_tokens[access] = (grant, time.time() + self.access_seconds)
+        answer = {"access_token": access, "token_type": "Bearer", "expires_in": int(self.access_seconds)}
+        if refresh:
+            grant.refresh_token = f"rt-{secrets.token_urlsafe(16)}"  # the old one stops working
+            answer["refresh_token"] = grant.refresh_token
+        return answer
