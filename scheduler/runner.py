@@ -145,6 +145,10 @@ def run(app, *, standby_retry: float = 10.0) -> None:
     with app.app_context():
         try:
             register_jobs(every)
+        except Exception:
+            # The jobs still run (each reports its own failure); their heartbeats make the rows.
+            db.session.rollback()
+            log.exception("registering the jobs' heartbeats failed")
         finally:
             db.session.remove()
     scheduler = BlockingScheduler(timezone="UTC")

@@ -12,7 +12,7 @@ from switchboard.health.models import JobHeartbeat
 
 log = logging.getLogger(__name__)
 
-ERROR_CHARS = 2000  # an error text kept on the heartbeat (a traceback's last lines)
+ERROR_CHARS = 2000  # of an error's text kept on the heartbeat (the log has the traceback)
 
 
 def runner_name() -> str:
@@ -50,7 +50,7 @@ def record_run(job: str, interval_seconds: int, started_at, duration: float, err
         row.finished_at = utcnow()
         row.duration_seconds = round(duration, 6)
         row.outcome = "ok" if error is None else "failed"
-        row.error = None if error is None else error[-ERROR_CHARS:]
+        row.error = None if error is None else error[:ERROR_CHARS]
         if error is None:
             row.last_ok_at = row.finished_at
         row.runner = runner_name()
