@@ -169,3 +169,16 @@ def test_a_poll_failing_keeps_since_when_and_a_success_clears_it(app, mail_accou
     db.session.commit()
     assert poll_account(account_id).ok
     assert db.session.get(IncomingAccount, account_id).failing_since is None
+
+
+def test_desk_health_exits_75_with_one_line_when_the_database_is_unreachable(tmp_path):
+    from tests.conftest import make_test_app
+
+    with socket.socket() as closed:  # nobody listens here
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    app = make_test_app(f"postgresql+psycopg://nobody@127.0.0.1:{port}/none")
+    result = app.test_cli_runner().invoke(args=["desk", "health", "--json"])
+    assert result.exit_code == 75
+    assert result.output.strip().splitlines() == [
+        "desk health: the database is not available (OperationalError); exit 75"]

@@ -160,7 +160,7 @@ def test_a_second_scheduler_stands_by_and_takes_over_after_kill_9(app, scheduler
         second.output()
     # For a few seconds: the first goes on running every job, the second runs none.
     before = {job: row.started_at for job, row in _heartbeats().items()}
-    time.sleep(3)
+    time.sleep(2)
     db.session.rollback()
     rows = _heartbeats()
     assert all(row.runner == first.runner for row in rows.values()), {j: r.runner for j, r in rows.items()}
