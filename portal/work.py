@@ -5,13 +5,14 @@ with counts."""
 
 from dataclasses import dataclass
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
 from portal.auth import current_person
 from portal.pagination import count
 from switchboard.calls.models import Call
 from switchboard.calls.queries import assigned_calls, group_queue_calls, unassigned_calls
 from switchboard.db import db
+from switchboard.slm.queries import soonest_due_first
 from switchboard.desk.routing import default_group
 from switchboard.requests.queries import assigned_tasks, awaiting_decision, group_queue_tasks
 
@@ -40,13 +41,17 @@ def my_work():
     if unassigned is not None and desk_group is not None:
         # The default group's calls are under "Unassigned": not twice.
         group_calls = group_calls.where(Call.assigned_group_id != desk_group.id)
+    # ?sort=due: the calls soonest due (SLA) first; otherwise most urgent, then waiting longest.
+    sort = "due" if request.args.get("sort") == "due" else "priority"
+    order = soonest_due_first if sort == "due" else (lambda query: query)
     return render_template(
         "work/my_work.html",
-        my_calls=_section(assigned_calls(me)),
+        sort=sort,
+        my_calls=_section(order(assigned_calls(me))),
         my_tasks=_section(assigned_tasks(me)),
         decisions=_section(awaiting_decision(me)),
-        unassigned=_section(unassigned) if unassigned is not None else None,
+        unassigned=_section(order(unassigned)) if unassigned is not None else None,
         desk_group=desk_group,
-        group_calls=_section(group_calls),
+        group_calls=_section(order(group_calls)),
         group_tasks=_section(group_queue_tasks(me)),
     )
