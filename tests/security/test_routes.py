@@ -28,6 +28,7 @@ from switchboard.people.models import Group
 from switchboard.people.services import create_person
 from switchboard.requests.models import TaskKind
 from switchboard.requests.services import TaskSpec, create_request
+from switchboard.slm import admin as slm_admin
 from tests.portal.conftest import PASSWORDS, TOKEN, Portal
 
 ROLES = ("anonymous", "customer", "analyst", "admin")
@@ -87,6 +88,15 @@ EXPECTED = {
     ("/admin/priorities", "GET"): ADMIN_ONLY,
     ("/admin/priorities/<int:priority_id>", "POST"): ADMIN_ONLY,
     ("/admin/health", "GET"): ADMIN_ONLY,
+    ("/admin/calendars", "GET"): ADMIN_ONLY,
+    ("/admin/calendars/new", "GET"): ADMIN_ONLY,
+    ("/admin/calendars/new", "POST"): ADMIN_ONLY,
+    ("/admin/calendars/<int:calendar_id>", "GET"): ADMIN_ONLY,
+    ("/admin/calendars/<int:calendar_id>", "POST"): ADMIN_ONLY,
+    ("/admin/slas/new", "GET"): ADMIN_ONLY,
+    ("/admin/slas/new", "POST"): ADMIN_ONLY,
+    ("/admin/slas/<int:sla_id>", "GET"): ADMIN_ONLY,
+    ("/admin/slas/<int:sla_id>", "POST"): ADMIN_ONLY,
     ("/admin/mail/accounts", "GET"): ADMIN_ONLY,
     ("/admin/mail/accounts/new", "GET"): ADMIN_ONLY,
     ("/admin/mail/accounts/new", "POST"): ADMIN_ONLY,
@@ -162,6 +172,8 @@ def rows(people):
     account = create_account("help", "lmtp", addresses=["help@desk.test"])
     server = add_server("sink", "127.0.0.1", port=9, security="none", from_address="desk@desk.test",
                         timeout_seconds=1)
+    calendar = slm_admin.save_calendar(people["admin"], "Office", "UTC", {0: "09:00-17:00"})
+    sla = slm_admin.save_sla(people["admin"], "Standard", calendar_id=calendar.id)
     db.session.flush()
     inbound = store_message(MAIL_WITH_A_FILE, source="pipe", account=account)
     db.session.commit()
@@ -176,6 +188,7 @@ def rows(people):
         "priority_id": 3, "account_id": account.id, "inbound_id": inbound.inbound_id, "number": 1,
         "outbox_id": outbox, "server_id": server.id, "filename": "desk.css", "cora": cora,
         "token": customer_link.make_token(call.id, people["carol"].id),
+        "calendar_id": calendar.id, "sla_id": sla.id,
     }
 
 
