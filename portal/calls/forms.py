@@ -6,10 +6,14 @@ from wtforms import BooleanField, EmailField, SelectField, StringField, TextArea
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length
 
+from portal.auth import current_person
 from portal.forms import TEXT_MAX, CheckboxesField, DeskForm, analyst_choices, group_choices, priority_choices
 from switchboard.calls.models import DEFAULT_PRIORITY_ID
 from switchboard.db import db
 from switchboard.history.models import Attachment, HistoryEntry
+from switchboard.outbox.catalogue import MessageType
+from switchboard.outbox.notify import told_of_a_desk_note
+from switchboard.outbox.settings import mail_wanted
 
 
 class LogCallForm(DeskForm):
@@ -44,6 +48,27 @@ class UpdateForm(DeskForm):
     internal = BooleanField("Internal note (analysts only)")
     files = MultipleFileField("Attach files")
 
+    def for_call(self, call, *, fresh: bool) -> None:
+        """Says, before the note is added, who it will be mailed to (never an internal one)."""
+        me = current_person()
+        if me is None or not me.is_staff:
+            return  # a customer's own note is mailed to nobody: nothing to say
+        told = told_of_a_desk_note(call, me)
+        if told:
+            who = ", ".join(f"{p.display_name} <{p.email}>" for p in told)
+            self.internal.description = (f"Unticked, the note is mailed to {who}. "
+                                         "Ticked, it stays inside the desk and nobody is mailed.")
+        elif not mail_wanted(MessageType.CALL_UPDATED_BY_DESK):
+            self.internal.description = ("Unticked, the customer sees the note on the call; nobody is mailed "
+                                         "(turned off in the notification settings).")
+        else:
+            self.internal.description = ("Unticked, the customer sees the note on the call; nobody is mailed "
+                                         "(no active customer with an address who takes mail).")
+
+
+# Files a mail from the call page may attach, newest first.
+MAIL_FILES_OFFERED = 20
+
 
 class MailForm(DeskForm):
     to = StringField("To", validators=[Length(max=4000)], description="Several addresses: separate them with commas.")
@@ -53,11 +78,16 @@ class MailForm(DeskForm):
     use_template = BooleanField("Wrap it in the desk’s standard letter (greeting, call reference, signature)")
 
     def for_call(self, call, *, fresh: bool) -> None:
+        # The newest files only: a long call's hundreds of files would be a page of checkboxes
+        # (and a query that grows with the call) on every view of it.
         files = db.session.scalars(
-            db.select(Attachment).join(HistoryEntry).where(HistoryEntry.call_id == call.id).order_by(Attachment.id)
+            db.select(Attachment).join(HistoryEntry).where(HistoryEntry.call_id == call.id)
+            .order_by(Attachment.id.desc()).limit(MAIL_FILES_OFFERED)
         ).all()
         if files:
-            self.attachments.choices = [SelectChoice(f.id, f.filename) for f in files]
+            self.attachments.choices = [SelectChoice(f.id, f.filename) for f in reversed(files)]
+            if len(files) == MAIL_FILES_OFFERED:
+                self.attachments.description = f"The newest {MAIL_FILES_OFFERED} files."
         else:
             del self.attachments
         if fresh:

@@ -37,6 +37,7 @@ class MessageType(IntEnum):
     SLA_ESCALATION = 12
     SLA_BREACH = 13
     MANUAL_MESSAGE = 14
+    CALL_UPDATED_BY_DESK = 15
 
 
 class Recipient(StrEnum):
@@ -253,6 +254,12 @@ _TYPES = [
           [R.CUSTOMER], None, _CALL,
           (("author.display_name", "the analyst who wrote it"),
            ("message", "what they wrote"))),
+    _info(MessageType.CALL_UPDATED_BY_DESK, "Call updated by the desk",
+          "Tells the customer an analyst added a note they can see (internal notes are never mailed).",
+          [R.CUSTOMER], _AUTO, _CALL,
+          (("update.author.display_name", "the analyst who wrote the note"),
+           ("update.text", "the note"),
+           ("update.attachment_count", "how many files came with it"))),
 ]
 
 CATALOGUE: dict[MessageType, MessageTypeInfo] = {info.type: info for info in _TYPES}
@@ -273,6 +280,7 @@ SUMMARY_REPLY = MessageType.SUMMARY_REPLY
 SLA_ESCALATION = MessageType.SLA_ESCALATION
 SLA_BREACH = MessageType.SLA_BREACH
 MANUAL_MESSAGE = MessageType.MANUAL_MESSAGE
+CALL_UPDATED_BY_DESK = MessageType.CALL_UPDATED_BY_DESK
 
 
 def get(type_: MessageType | int | str) -> MessageTypeInfo:
@@ -353,7 +361,7 @@ def _load_templates(key: str) -> TemplateSet:
 # -- sample data for the editor's preview -----------------------------------------------------
 
 _TO_CUSTOMER = (MessageType.CALL_LOGGED, MessageType.CALL_RESOLVED, MessageType.CALL_CLOSED,
-                MessageType.MANUAL_MESSAGE)
+                MessageType.MANUAL_MESSAGE, MessageType.CALL_UPDATED_BY_DESK)
 
 
 def sample_variables(type_: MessageType | int | str) -> dict:
@@ -393,6 +401,10 @@ def sample_variables(type_: MessageType | int | str) -> dict:
             author=person_view(world.customer),
             text="It happens with the colour printer too, see the attached photo.",
             attachment_count=1)},
+        MessageType.CALL_UPDATED_BY_DESK: lambda: {"update": SimpleNamespace(
+            author=person_view(world.analyst),
+            text="The new fuser unit is ordered; it should arrive on Thursday.",
+            attachment_count=0)},
         MessageType.CALL_FORWARDED: lambda: {"forwarded_by": person_view(world.dispatcher),
                                              "note": "Hardware fault, needs a site visit."},
         MessageType.CALL_RESOLVED: lambda: {

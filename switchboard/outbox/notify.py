@@ -32,20 +32,7 @@ def queue_notification(message_type, people: Iterable, *, record, variables: dic
     message): that person's mail is a reply to the incoming mail and threads under it.
     Returns the rows queued. The SLM sweep can use this for escalations too."""
     info = catalogue.get(message_type)
-    chosen = []
-    seen = set()
-    for person in people:
-        if person is None or person.id in seen or not person.active or not person.email:
-            continue
-        if actor is not None and person.id == actor.id and not mail_actor:
-            continue
-        seen.add(person.id)
-        chosen.append(person)
-    if not chosen:
-        return []
-    if info.type not in settings.ESSENTIAL_TYPES:
-        opted_out = settings.opted_out_ids(p.id for p in chosen)
-        chosen = [p for p in chosen if p.id not in opted_out]
+    chosen = _mailable(info, people, actor, mail_actor)
     if keep is not None:
         chosen = [p for p in chosen if keep(p)]
     if not chosen:
@@ -57,6 +44,24 @@ def queue_notification(message_type, people: Iterable, *, record, variables: dic
                    **(_reply_to(answers[1]) if answers is not None and person is answers[0] else {}))
         for person in chosen
     ]
+
+
+def _mailable(info, people: Iterable, actor, mail_actor: bool) -> list:
+    """`people` without the actor (unless `mail_actor`), duplicates, inactive people,
+    people without an address, and those who opted out of mail that is not essential."""
+    chosen = []
+    seen = set()
+    for person in people:
+        if person is None or person.id in seen or not person.active or not person.email:
+            continue
+        if actor is not None and person.id == actor.id and not mail_actor:
+            continue
+        seen.add(person.id)
+        chosen.append(person)
+    if chosen and info.type not in settings.ESSENTIAL_TYPES:
+        opted_out = settings.opted_out_ids(p.id for p in chosen)
+        chosen = [p for p in chosen if p.id not in opted_out]
+    return chosen
 
 
 def _reply_to(inbound) -> dict:
@@ -135,12 +140,31 @@ def on_call_logged(call, actor, **_):
 
 
 def on_call_updated(call, actor, entry=None, via="portal", **_):
-    if via != "email":
-        return
-    _notify(MessageType.CALL_UPDATED_BY_EMAIL, call, actor, {"update": {
+    update = {"update": {
         "author": person_view(actor), "text": _text(entry),
         "attachment_count": len(getattr(entry, "attachments", None) or []),
-    }})
+    }}
+    if via == "email":
+        _notify(MessageType.CALL_UPDATED_BY_EMAIL, call, actor, update)
+    elif desk_note_mailed(entry, actor):
+        _notify(MessageType.CALL_UPDATED_BY_DESK, call, actor, update)
+
+
+def desk_note_mailed(entry, actor) -> bool:
+    """A note the desk mails: written by staff for the customer to see. An internal note
+    never leaves the desk, and a customer's own note is not mailed back to them."""
+    return entry is not None and not entry.internal and actor is not None and actor.is_staff
+
+
+def told_of_a_desk_note(call, actor) -> list:
+    """Who a customer-visible note `actor` adds to `call` would be mailed to now (the note
+    form says so): the type's switch and recipients, leaving out the actor, inactive
+    people, people without an address and those who opted out."""
+    if not settings.mail_wanted(MessageType.CALL_UPDATED_BY_DESK):
+        return []
+    rule = settings.notification_rule(MessageType.CALL_UPDATED_BY_DESK)
+    return _mailable(catalogue.get(MessageType.CALL_UPDATED_BY_DESK), people_for(rule.recipients, call),
+                     actor, False)
 
 
 def on_call_forwarded(call, actor, entry=None, notify=None, **_):

@@ -28,16 +28,20 @@ SWITCHES = {
     "email_on_update_via_email": True,
     # SLA escalation and breach mail.
     "email_on_escalation": True,
+    # Mail the customer a note an analyst added that the customer can see (never an internal one).
+    "email_customer_on_desk_note": True,
 }
 SWITCH_LABELS = {
     "forward_email_optional": "Email optional at forward (the analyst chooses on the forward form)",
     "email_on_update_via_email": "Email the analyst when a call is updated by email",
     "email_on_escalation": "Email at SLA escalation and breach",
+    "email_customer_on_desk_note": "Email the customer when an analyst adds a note they can see",
 }
 # Which switch gates which message types (on top of each type's own on/off).
 SWITCHED_TYPES = {
     "email_on_update_via_email": {MessageType.CALL_UPDATED_BY_EMAIL},
     "email_on_escalation": {MessageType.SLA_ESCALATION, MessageType.SLA_BREACH},
+    "email_customer_on_desk_note": {MessageType.CALL_UPDATED_BY_DESK},
 }
 
 # Mail a person gets even after opting out: it asks them to act, answers their own

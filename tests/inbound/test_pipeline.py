@@ -222,6 +222,7 @@ def test_approval_by_mail_needs_the_approvers_token(account, people):
     # Someone else replying with the approver's token: not the approver.
     row = deliver(mail(f"Approve task {task.id} [SB-{token_row.reply_token}]", sender="carol@example.org"), account)
     assert row.status is InboundStatus.REJECTED and task.status is TaskStatus.AWAITING_DECISION
+    assert row.outcome.startswith(f"You are not the approver of {task.ref}."), row.outcome
     # The approver's reply to the approval mail: approved, reason kept.
     row = deliver(mail(f"Re: Approve task {task.id} [SB-{token_row.reply_token}]", "Budget ok\n\n-- \nDave",
                        sender="dave@example.org"), account)

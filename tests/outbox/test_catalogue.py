@@ -22,7 +22,8 @@ def test_the_catalogue_has_every_type_the_desk_sends():
     assert {t.name for t in MessageType} >= {
         "CALL_LOGGED", "CALL_UPDATED_BY_EMAIL", "CALL_FORWARDED", "CALL_RESOLVED", "CALL_CLOSED",
         "CALL_REOPENED", "TASK_FORWARDED", "APPROVAL_REQUESTED", "APPROVAL_DECIDED",
-        "EMAIL_REJECTED", "SUMMARY_REPLY", "SLA_ESCALATION", "SLA_BREACH", "MANUAL_MESSAGE"}
+        "EMAIL_REJECTED", "SUMMARY_REPLY", "SLA_ESCALATION", "SLA_BREACH", "MANUAL_MESSAGE",
+        "CALL_UPDATED_BY_DESK"}
     assert set(CATALOGUE) == set(MessageType)
     assert len({i.key for i in CATALOGUE.values()}) == len(CATALOGUE)
     assert catalogue.get("approval_requested") is catalogue.get(8) is catalogue.get("8")

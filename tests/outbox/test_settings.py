@@ -23,7 +23,7 @@ from .desk import DESK, FAILED, SENT, desk_server, make_due, row, rows, send  # 
 
 def test_switches_have_defaults_and_only_admins_change_them(people):
     assert settings.switches() == {"forward_email_optional": False, "email_on_update_via_email": True,
-                                   "email_on_escalation": True}
+                                   "email_on_escalation": True, "email_customer_on_desk_note": True}
     settings.set_switch("forward_email_optional", True, people["admin"])
     assert settings.get_switch("forward_email_optional") is True
     with pytest.raises(PermissionDenied):
@@ -43,7 +43,7 @@ def test_escalation_switch_turns_off_both_sla_types(people):
 
 def test_rules_default_to_the_catalogue_and_refuse_nonsense(people):
     rules = settings.notification_rules()
-    assert len(rules) == 14 and all(r.enabled and not r.customised for r in rules)
+    assert len(rules) == len(T) == 15 and all(r.enabled and not r.customised for r in rules)
     rule = settings.set_notification(T.CALL_RESOLVED, people["admin"], enabled=False,
                                      recipients=["customer", Recipient.ASSIGNED_ANALYST])
     assert (rule.enabled, rule.recipients) == (False, (Recipient.CUSTOMER, Recipient.ASSIGNED_ANALYST))

@@ -144,7 +144,7 @@ def test_notification_settings_are_saved_all_or_nothing(login, people):
     assert response.status_code == 303
     assert "Notification settings saved." in portal.get("/admin/mail/notifications").get_data(as_text=True)
     assert settings.switches() == {"forward_email_optional": True, "email_on_update_via_email": True,
-                                   "email_on_escalation": False}
+                                   "email_on_escalation": False, "email_customer_on_desk_note": True}
     assert settings.notification_rule(MessageType.CALL_RESOLVED).enabled is False
     assert settings.notification_rule(MessageType.CALL_FORWARDED).recipients == (Recipient.ASSIGNED_ANALYST,)
     # Rows nobody touched keep following the catalogue.
