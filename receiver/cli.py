@@ -3,6 +3,7 @@
 Names, flags, output lines and exit statuses are a contract for operators'
 scripts, cron and MTAs: keep them stable."""
 
+import itertools
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from switchboard.cli import exit_database_unavailable, password_from_stdin
+from switchboard.oauth.cli import grant_from_options, oauth2_options
 from switchboard.db import db
 from switchboard.errors import DeskError
 
@@ -92,6 +94,8 @@ def run_receiver():
 def ingest(files, account_name, recipient, sender):
     """Store and act on messages from FILEs, or one message from stdin ("-").
 
+    A FILE that is an mbox (its first line a `From ` line) holds several messages: each is
+    ingested on its own, as `<file>#<n>`, and a last line says how many there were.
     Prints `<file>: <status>: <outcome>` per message. Exits 75 (EX_TEMPFAIL)
     when a message could not be stored, so an MTA keeps it and retries;
     66 for a file that cannot be read; 67 for an unknown --recipient."""
@@ -126,32 +130,58 @@ def ingest(files, account_name, recipient, sender):
 
     if not current_app.testing:  # a test runner's own process must keep its address space
         limit_memory()  # this process only takes mail in: one costly message fails, not the host
+
+    def one(label: str, raw: bytes | int) -> int:
+        """Ingest one message (its size when it was too large to read) and say how it went."""
+        if isinstance(raw, int) or len(raw) > limit:
+            # EX_DATAERR: an MTA's pipe transport bounces it; retrying could never succeed.
+            click.echo(f"{label}: refused: larger than LMTP_MAX_MESSAGE_BYTES ({limit} bytes); "
+                       "nothing stored (exit 65)", err=True)
+            return pipe.EX_DATAERR
+        done = pipe.ingest(raw, account_id=account_id, sender=sender, recipients=[recipient] if recipient else [])
+        if not done.stored:
+            click.echo(f"{label}: not stored: {done.outcome} (exit 75: try again later)", err=True)
+            return pipe.EX_TEMPFAIL
+        click.echo(f"{label}: {done.status}: {done.outcome}")
+        return pipe.EX_OK
+
+    def worst(current: int, new: int) -> int:
+        return current if current == pipe.EX_TEMPFAIL or new == pipe.EX_OK else new
+
     for name in files:
         label = "<stdin>" if name == "-" else name
         try:
             # At most one byte over the limit is read: enough to know, never the whole input.
+            # Stdin is one message, as an MTA's pipe transport hands it over (with or without
+            # its From line); a file may be an mbox, read one message at a time.
             if name == "-":
                 raw = sys.stdin.buffer.read(limit + 1)
             else:
                 with open(name, "rb") as source:
+                    if pipe.starts_like_mbox(source.read(8)):
+                        source.seek(0)
+                        status = worst(status, _ingest_mbox(label, pipe.mbox_messages(source, limit), one, worst))
+                        continue
+                    source.seek(0)
                     raw = source.read(limit + 1)
         except OSError as exc:
             click.echo(f"{label}: not read: {exc.strerror or exc}", err=True)
             status = status if status == pipe.EX_TEMPFAIL else pipe.EX_NOINPUT
             continue
-        if len(raw) > limit:
-            # EX_DATAERR: an MTA's pipe transport bounces it; retrying could never succeed.
-            click.echo(f"{label}: refused: larger than LMTP_MAX_MESSAGE_BYTES ({limit} bytes); "
-                       "nothing stored (exit 65)", err=True)
-            status = status if status == pipe.EX_TEMPFAIL else pipe.EX_DATAERR
-            continue
-        done = pipe.ingest(raw, account_id=account_id, sender=sender, recipients=[recipient] if recipient else [])
-        if not done.stored:
-            click.echo(f"{label}: not stored: {done.outcome} (exit 75: try again later)", err=True)
-            status = pipe.EX_TEMPFAIL
-            continue
-        click.echo(f"{label}: {done.status}: {done.outcome}")
+        status = worst(status, one(label, raw))
     sys.exit(status)
+
+
+def _ingest_mbox(label: str, messages, one, worst) -> int:
+    """Each message of an mbox file, as `<file>#<n>`; a file with one message reads as before."""
+    first, second = next(messages, None), next(messages, None)
+    if second is None:
+        return one(label, first if first is not None else b"")
+    status, count = 0, 0
+    for count, raw in enumerate(itertools.chain((first, second), messages), start=1):
+        status = worst(status, one(f"{label}#{count}", raw))
+    click.echo(f"{label}: an mbox file of {count} messages: each ingested on its own (above, as {label}#N)")
+    return status
 
 
 # --- mail poll / process ----------------------------------------------------------
@@ -270,10 +300,13 @@ def process(reprocess_failed):
               help="Seconds between polls of this mailbox by the scheduler (10-86400). Default: 60.")
 @click.option("--timeout", "timeout_seconds", type=int,
               help="Seconds to wait for the mail server to answer (1-600). Default: 30.")
+@oauth2_options
 def add_account(name, protocol, addresses, host, port, security, username, password_stdin, folder,
                 after_processing, processed_folder, trusted_ca, no_new_calls, reject_unknown_senders,
-                default_group, default_priority, trusted_submission, poll_interval_seconds, timeout_seconds):
-    """Add an incoming account. The password is read from stdin, never from the command line."""
+                default_group, default_priority, trusted_submission, poll_interval_seconds, timeout_seconds,
+                oauth2):
+    """Add an incoming account. The password (or OAuth2 client secret) is read from stdin, never
+    from the command line."""
     from switchboard.inbound.accounts import create_account
 
     password = None
@@ -293,6 +326,9 @@ def add_account(name, protocol, addresses, host, port, security, username, passw
     elif host or username or password or poll_interval_seconds or timeout_seconds:
         raise click.ClickException("An LMTP account has no mailbox: give only --address (and the call settings).")
     try:
+        grant = grant_from_options(oauth2, password_given=password is not None)
+        if grant is not None:
+            settings["oauth_grant"] = grant
         account = create_account(name, protocol, **settings)
         db.session.commit()
     except DeskError as exc:
@@ -380,6 +416,9 @@ def _where(account) -> str:
         text += ", then delete"
     if account.addresses:
         text += " (" + ", ".join(a.address for a in account.addresses) + ")"
+    if account.oauth_grant is not None:
+        # Only OAuth2 accounts say so: password accounts' lines read as they always did.
+        text += f"; OAuth2 {account.oauth_grant.provider.value} {account.oauth_grant.flow.value}"
     return text + _trust(account)
 
 

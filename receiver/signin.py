@@ -1,10 +1,6 @@
 """Signing in to a mailbox the account's way: its password, or an OAuth2 access token over
-SASL (XOAUTH2 or OAUTHBEARER, whichever the server advertises), for IMAP and POP3 alike.
-
-A token the server refuses is retried once with a new one (it may have been revoked before
-it expired); a new token refused too means the grant lacks a permission or was revoked, and
-marks it "needs reconnecting", after which no login is tried until an admin reconnects it:
-providers lock mailboxes that fail to log in over and over."""
+SASL (XOAUTH2 or OAUTHBEARER, whichever the server advertises), for IMAP and POP3 alike
+(the retry and "needs reconnecting" rules: switchboard.oauth.signin)."""
 
 from __future__ import annotations
 
@@ -16,13 +12,9 @@ from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
 from switchboard import secrets
-from switchboard.errors import DeskError
 from switchboard.inbound.models import IncomingAccount
-from switchboard.oauth import sasl, tokens
-
-
-class SignInRefused(DeskError):
-    """The server refused the login; the message is the admin's (never a secret)."""
+from switchboard.oauth import sasl
+from switchboard.oauth.signin import Refusal, SignInRefused, sign_in
 
 
 @dataclass(frozen=True)
@@ -99,25 +91,11 @@ TEMPORARY = ("[UNAVAILABLE]", "[SYS/TEMP]", "[IN-USE]", "[SERVERBUG]")
 
 
 def _with_token(account: IncomingAccount, credentials: Credentials, attempt) -> None:
-    token = tokens.access_token(credentials.grant_id, mailbox=credentials.user)
-    refused = attempt(token.value)
-    if refused is None:
-        return
-    _unless_temporary(account, refused)
-    if not token.fresh:
-        token = tokens.access_token(credentials.grant_id, mailbox=credentials.user, refused=refused)
-        refused = attempt(token.value)
-        if refused is None:
-            return
-        _unless_temporary(account, refused)
-    tokens.mark_refused(credentials.grant_id, refused)
-    raise SignInRefused(f"{account.host}:{account.port} refused a new OAuth2 token for {credentials.user}: "
-                        f"{refused}; the grant needs reconnecting")
+    def refusal(token: str) -> Refusal | None:
+        text = attempt(token)
+        return None if text is None else Refusal(text, any(code in text.upper() for code in TEMPORARY))
 
-
-def _unless_temporary(account: IncomingAccount, refused: str) -> None:
-    if any(code in refused.upper() for code in TEMPORARY):
-        raise SignInRefused(f"{account.host}:{account.port} could not check the OAuth2 token now: {refused}")
+    sign_in(credentials.grant_id, credentials.user, f"{account.host}:{account.port}", refusal)
 
 
 def _text(exc: Exception) -> str:

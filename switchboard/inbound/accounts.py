@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from switchboard.calls.models import Priority
 from switchboard.db import db
 from switchboard.errors import InvalidInput, NotFound
+from switchboard.graph import GRAPH_HOST, GRAPH_PORT
 from switchboard.inbound.models import (
     AfterProcessing,
     IncomingAccount,
@@ -31,6 +32,7 @@ DEFAULT_PORTS = {
     (Protocol.POP3, Security.TLS): 995,
     (Protocol.POP3, Security.STARTTLS): 110,
     (Protocol.POP3, Security.NONE): 110,
+    (Protocol.GRAPH, Security.TLS): GRAPH_PORT,
 }
 
 # Fields update_account accepts, beyond those with their own checks below.
@@ -108,7 +110,7 @@ def create_account(
         require(actor, "admin")
     protocol = _choice(Protocol, protocol, "protocol")
     if protocol is None:
-        raise InvalidInput("Choose a protocol: lmtp, imap or pop3.", field="protocol")
+        raise InvalidInput("Choose a protocol: lmtp, imap, pop3 or graph.", field="protocol")
     account = IncomingAccount(name="", protocol=protocol, active=True, folder="INBOX", processed_folder="Processed")
     if protocol is Protocol.POP3:
         # POP3 has no folders or flags: delete, or keep on the server ("seen"). None is
@@ -157,11 +159,15 @@ def delete_account(account: IncomingAccount, *, actor=None) -> None:
 
 
 def account_state(account: IncomingAccount) -> str:
-    """One word for lists and monitoring: inactive, failing, ok, waiting."""
+    """One word for lists and monitoring: inactive, needs-reconnecting, failing, ok, waiting."""
+    from switchboard.oauth.models import GrantState
+
     if not account.active:
         return "inactive"
     if account.protocol is Protocol.LMTP:
         return "ok"
+    if account.oauth_grant is not None and account.oauth_grant.state is GrantState.NEEDS_RECONNECTING:
+        return "needs-reconnecting"  # no login is tried until an admin reconnects it
     if account.last_error_at and (not account.last_success_at or account.last_error_at >= account.last_success_at):
         return "failing"
     if account.last_success_at:
@@ -194,6 +200,8 @@ def _apply(account: IncomingAccount, **values) -> None:
             value = value.strip() if isinstance(value, str) else value
             if field in ("folder", "processed_folder") and not value:
                 continue  # keep the default
+            if field == "folder" and value != account.folder:
+                account.graph_delta_link = None  # the link is the old folder's
             setattr(account, field, value or None)
     if "port" in values:
         port = values.pop("port")
@@ -204,6 +212,8 @@ def _apply(account: IncomingAccount, **values) -> None:
         password = values.pop("password")
         if password is not None:
             account.password_encrypted = secrets.encrypt(password)
+    if "oauth_grant" in values:  # switchboard.oauth: sign in with tokens instead of the password
+        account.oauth_grant = values.pop("oauth_grant")
     if "trusted_ca_pem" in values:
         account.trusted_ca_pem = check_ca_pem(values.pop("trusted_ca_pem"))
     if "default_group" in values:
@@ -268,12 +278,15 @@ def _check_complete(account: IncomingAccount) -> None:
             raise InvalidInput("An LMTP account needs at least one address (or @domain) it receives for.",
                                field="addresses")
         return
+    if account.protocol is Protocol.GRAPH:
+        _check_graph(account)
+        return
     if not account.host:
         raise InvalidInput(f"A {account.protocol.value.upper()} account needs a host.", field="host")
     if not account.username:
         raise InvalidInput("Give the mailbox user name.", field="username")
-    if not account.password_encrypted:
-        raise InvalidInput("Give the mailbox password.", field="password")
+    if not account.password_encrypted and account.oauth_grant is None:
+        raise InvalidInput("Give the mailbox password (or OAuth2).", field="password")
     if account.security is None:
         account.security = Security.TLS
     if not account.port:
@@ -288,4 +301,26 @@ def _check_complete(account: IncomingAccount) -> None:
     if account.after_processing is None:
         account.after_processing = AfterProcessing.MOVE
     if account.after_processing is AfterProcessing.MOVE and account.processed_folder == account.folder:
+        raise InvalidInput("The processed folder must differ from the folder that is read.", field="processed_folder")
+
+
+def _check_graph(account: IncomingAccount) -> None:
+    """A Microsoft 365 mailbox read through Microsoft Graph: HTTPS to Graph (graph.microsoft.com
+    unless a national cloud's host is given), the mailbox as `username`, OAuth2 only."""
+    account.host = account.host or GRAPH_HOST
+    if account.security not in (None, Security.TLS):
+        raise InvalidInput("Microsoft Graph is reached over HTTPS only: security tls.", field="security")
+    account.security = Security.TLS
+    account.port = account.port or GRAPH_PORT
+    if not account.username:
+        raise InvalidInput("Give the mailbox: its user principal name (help@contoso.com) or user id.",
+                           field="username")
+    if account.oauth_grant is None and account.oauth_grant_id is None:
+        raise InvalidInput("A Microsoft Graph account signs in with OAuth2 only: give its grant "
+                           "(--oauth2-provider microsoft --oauth2-tenant ... --oauth2-client-id ...).",
+                           field="oauth_grant")
+    if account.after_processing is None:
+        account.after_processing = AfterProcessing.MOVE
+    if account.after_processing is AfterProcessing.MOVE and \
+            account.processed_folder.strip("/").lower() == account.folder.strip("/").lower():
         raise InvalidInput("The processed folder must differ from the folder that is read.", field="processed_folder")

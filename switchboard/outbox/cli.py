@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from switchboard.cli import EX_TEMPFAIL, exit_database_unavailable, password_from_stdin
+from switchboard.oauth.cli import grant_from_options, oauth2_options
 from switchboard.db import db
 from switchboard.errors import DeskError
 
@@ -116,21 +117,26 @@ def _send_once(limit, batch, lease_seconds):
 @click.option("--trusted-ca", type=click.Path(exists=True, dir_okay=False),
               help="PEM file of the CA to trust for this server (instead of the system's).")
 @click.option("--timeout", "timeout_seconds", type=click.IntRange(1, 600), default=30, show_default=True)
+@oauth2_options
 def add_server(name, host, port, security, username, password_stdin, from_address, from_name, priority,
-               trusted_ca, timeout_seconds):
-    """Add an outgoing SMTP server. The password is read from stdin, never from the command line."""
+               trusted_ca, timeout_seconds, oauth2):
+    """Add an outgoing SMTP server. The password (or OAuth2 client secret) is read from stdin,
+    never from the command line."""
     from switchboard.outbox.servers import add_server as add
 
     password = None
-    if username and not password_stdin:
+    if username and not password_stdin and not oauth2["oauth2_provider"]:
         raise click.ClickException("--username needs the password on stdin: add --password-stdin.")
     if password_stdin:
         password = password_from_stdin()
     try:
+        grant = grant_from_options(oauth2, password_given=password is not None)
+        if grant is not None and not username:
+            raise click.ClickException("OAuth2 needs --username: the mailbox the desk sends as.")
         server = add(name, host, port=port, security=security, username=username, password=password,
                      from_address=from_address, from_name=from_name, priority=priority,
                      trusted_ca_pem=Path(trusted_ca).read_text() if trusted_ca else None,
-                     timeout_seconds=timeout_seconds)
+                     timeout_seconds=timeout_seconds, oauth_grant=grant)
         db.session.commit()
     except DeskError as exc:
         db.session.rollback()
@@ -146,8 +152,7 @@ def list_servers():
 
     for server in all_servers():
         sender = f"{server.from_name} <{server.from_address}>" if server.from_name else server.from_address
-        click.echo("\t".join([server.name, _where(server), sender, str(server.priority),
-                              "active" if server.active else "inactive"]))
+        click.echo("\t".join([server.name, _where(server), sender, str(server.priority), _state(server)]))
 
 
 @click.command("remove")
@@ -165,7 +170,20 @@ def remove_server(name):
     click.echo(f"Removed outgoing server {name}.")
 
 
+def _state(server) -> str:
+    from switchboard.oauth.models import GrantState
+
+    if not server.active:
+        return "inactive"
+    if server.oauth_grant is not None and server.oauth_grant.state is GrantState.NEEDS_RECONNECTING:
+        return "needs-reconnecting"
+    return "active"
+
+
 def _where(server) -> str:
     auth = f" as {server.username}" if server.username else ""
     ca = ", own CA" if server.trusted_ca_pem else ""
-    return f"{server.security} {server.host}:{server.port}{auth}{ca}"
+    # Only OAuth2 servers say so: password servers' lines read as they always did.
+    grant = server.oauth_grant
+    oauth = f", OAuth2 {grant.provider.value} {grant.flow.value}" if grant is not None else ""
+    return f"{server.security} {server.host}:{server.port}{auth}{ca}{oauth}"

@@ -75,7 +75,8 @@ class OutboxMessage(db.Model):
 
 
 class OutgoingServer(db.Model):
-    """An SMTP server; the sender uses the first working one by priority."""
+    """An SMTP server, or a Microsoft 365 mailbox sending through Microsoft Graph; the
+    sender uses the first working one by priority."""
 
     __tablename__ = "outgoing_server"
 
@@ -84,6 +85,8 @@ class OutgoingServer(db.Model):
     host: Mapped[str] = mapped_column(sa.String(255))
     port: Mapped[int]
     security: Mapped[str] = mapped_column(sa.String(10), default="starttls")  # none, starttls, tls
+    # smtp, or graph (sendMail as `username`; host and port are Graph's, graph.microsoft.com:443).
+    protocol: Mapped[str] = mapped_column(sa.String(10), default="smtp", server_default="smtp")
     username: Mapped[str | None] = mapped_column(sa.String(255))
     password_encrypted: Mapped[str | None] = mapped_column(sa.Text)
     trusted_ca_pem: Mapped[str | None] = mapped_column(sa.Text)
@@ -94,6 +97,7 @@ class OutgoingServer(db.Model):
     timeout_seconds: Mapped[int] = mapped_column(default=30)
     # Set: the server is signed in to with OAuth2 (switchboard.oauth) instead of a password.
     oauth_grant_id: Mapped[int | None] = mapped_column(sa.ForeignKey("oauth_grant.id"))
+    oauth_grant = relationship("OAuthGrant")
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 

@@ -12,11 +12,14 @@ import sqlalchemy as sa
 from switchboard import secrets
 from switchboard.db import db, utcnow
 from switchboard.errors import DeskError, InvalidInput, NotFound
+from switchboard.graph import GRAPH_HOST, GRAPH_PORT
 from switchboard.outbox.models import OutgoingServer
-from switchboard.outbox.smtp import SECURITY_MODES, SendResult, SmtpServerSettings, SmtpSession
+from switchboard.outbox.smtp import SECURITY_MODES, SendResult, SmtpServerSettings, session_for
 from switchboard.permissions import require
 
 DEFAULT_PORTS = {"tls": 465, "starttls": 587, "none": 25}
+# smtp: an SMTP server; graph: a Microsoft 365 mailbox sending through Graph's sendMail.
+PROTOCOLS = ("smtp", "graph")
 
 
 def find_server(name: str) -> OutgoingServer | None:
@@ -39,18 +42,33 @@ def list_servers() -> list[OutgoingServer]:
 def add_server(name: str, host: str, *, from_address: str, port: int | None = None,
                security: str = "starttls", username: str | None = None,
                password: str | None = None, from_name: str | None = None, priority: int = 10,
-               trusted_ca_pem: str | None = None, timeout_seconds: int = 30,
-               actor=None) -> OutgoingServer:
+               trusted_ca_pem: str | None = None, timeout_seconds: int = 30, protocol: str = "smtp",
+               actor=None, oauth_grant=None) -> OutgoingServer:
     """Adds a server. `actor`, when given (the admin pages), must be an admin; the
     command line is trusted."""
     if actor is not None:
         require(actor, "admin")
+    if protocol not in PROTOCOLS:
+        raise InvalidInput(f"The protocol is one of: {', '.join(PROTOCOLS)}.", field="protocol")
+    if protocol == "graph":
+        host, port, security = host or GRAPH_HOST, port or GRAPH_PORT, security or "tls"
+        if security != "tls":
+            raise InvalidInput("Microsoft Graph is reached over HTTPS only: security tls.", field="security")
+        if not (username or "").strip():
+            raise InvalidInput("Give the mailbox that sends: its user principal name or user id.",
+                               field="username")
+        if password or oauth_grant is None:
+            raise InvalidInput("A Microsoft Graph server signs in with OAuth2 only: give its grant "
+                               "(--oauth2-provider microsoft ...), no password.", field="oauth_grant")
     fields = _checked(None, bool(password), name=name, host=host, port=port, security=security,
                       username=username, from_address=from_address, from_name=from_name,
                       priority=priority, trusted_ca_pem=trusted_ca_pem,
                       timeout_seconds=timeout_seconds)
+    fields["protocol"] = protocol
     server = OutgoingServer(password_encrypted=secrets.encrypt(password), active=True,
                             created_at=utcnow(), **fields)
+    if oauth_grant is not None:  # switchboard.oauth: sign in with tokens instead of a password
+        server.oauth_grant_id = oauth_grant.id
     db.session.add(server)
     db.session.flush()
     return server
@@ -181,7 +199,8 @@ def server_settings(row: OutgoingServer) -> SmtpServerSettings:
         name=row.name, host=row.host, port=row.port, security=row.security,
         username=row.username, password=secrets.decrypt(row.password_encrypted),
         ca_pem=row.trusted_ca_pem, timeout=row.timeout_seconds,
-        from_address=row.from_address, from_name=row.from_name)
+        from_address=row.from_address, from_name=row.from_name, oauth_grant_id=row.oauth_grant_id,
+        protocol=row.protocol or "smtp")
 
 
 def send_test_mail(server: OutgoingServer, to: str, *, actor=None) -> SendResult:
@@ -209,5 +228,5 @@ def send_test_mail(server: OutgoingServer, to: str, *, actor=None) -> SendResult
               f"{server.name} ({server.host}:{server.port}, {server.security}).\n\n"
               "If you can read it, the desk can send mail through this server.\n"),
         message_id=new_message_id(mail_domain()), automatic=True, origin=mail_domain())
-    with SmtpSession(server_settings(server)) as session:
+    with session_for(server_settings(server)) as session:
         return session.send(server.from_address, [to], message_to_bytes(message))

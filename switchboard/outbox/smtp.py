@@ -45,6 +45,10 @@ class SmtpServerSettings:
     helo_name: str | None = None
     ca_pem: str | None = field(default=None, repr=False)
     from_name: str | None = None
+    # "smtp", or "graph": a Microsoft 365 mailbox sending through Microsoft Graph (outbox.graph)
+    protocol: str = "smtp"
+    # Set: sign in with an OAuth2 access token of this grant (switchboard.oauth), not a password.
+    oauth_grant_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -59,6 +63,8 @@ class SmtpServerSettings:
             raise ValueError("give the CA as a file or as PEM text, not both")
         if self.password and not self.username:
             raise ValueError("a password without a username")
+        if self.oauth_grant_id is not None and not self.username:
+            raise ValueError("OAuth2 sign-in needs the user name (the mailbox it sends as)")
         if self.username and password_in_clear(self.host, self.security):
             # The password would cross the network in clear text.
             raise ValueError(f"server {self.name!r}: AUTH needs TLS or STARTTLS "
@@ -309,7 +315,10 @@ class SmtpSession:
                 stage = Stage.AUTH
                 if not smtp.has_extn("auth"):
                     raise _ServerUnusable(stage, "the server does not offer AUTH")
-                smtp.login(s.username, s.password or "")
+                if s.oauth_grant_id is not None:
+                    self._sign_in_with_token(smtp)
+                else:
+                    smtp.login(s.username, s.password or "")
         except _ServerUnusable as failure:
             self._give_up(smtp, failure)
         except ssl.SSLError as error:
@@ -324,6 +333,34 @@ class SmtpSession:
         self.connections += 1
         log.info("SMTP server %s: connected to %s:%s (%s%s)", s.name, s.host, s.port,
                  s.security, ", authenticated" if s.username else "")
+
+    def _sign_in_with_token(self, smtp: smtplib.SMTP) -> None:
+        """AUTH XOAUTH2 (or OAUTHBEARER) with the token as the initial response (RFC 4954)."""
+        from switchboard.errors import DeskError
+        from switchboard.oauth import sasl
+        from switchboard.oauth.signin import Refusal, sign_in
+
+        s = self.settings
+        advertised = (smtp.esmtp_features.get("auth") or "").split()
+        mechanism = sasl.choose(advertised)
+        if mechanism is None:
+            raise _ServerUnusable(Stage.AUTH, "the server offers no OAuth2 login (XOAUTH2 or OAUTHBEARER); "
+                                              f"it offers {' '.join(advertised) or 'none'}")
+
+        def attempt(token: str) -> Refusal | None:
+            payload = sasl.initial_response(mechanism, s.username, token, s.host, s.port).decode()
+            try:
+                # A server that answers with a challenge (its error, as Google's does) gets "" back.
+                smtp.auth(mechanism, lambda challenge=None: payload if challenge is None else "",
+                          initial_response_ok=True)
+            except smtplib.SMTPAuthenticationError as error:
+                return Refusal(f"{error.smtp_code} {_text(error.smtp_error)}", error.smtp_code // 100 == 4)
+            return None
+
+        try:
+            sign_in(s.oauth_grant_id, s.username, f"{s.host}:{s.port}", attempt)
+        except DeskError as error:  # needs reconnecting, provider down, refused: this server is unusable now
+            raise _ServerUnusable(Stage.AUTH, error.message) from None
 
     def _give_up(self, smtp: smtplib.SMTP | None, failure: _ServerUnusable):
         if smtp is not None:
@@ -377,7 +414,7 @@ class Transport:
             raise ValueError("outgoing server names must be unique")
         self.servers = list(servers)
         self.retry_down_after = retry_down_after
-        self.sessions = {s.name: SmtpSession(s, local_hostname=local_hostname) for s in servers}
+        self.sessions = {s.name: session_for(s, local_hostname) for s in servers}
         self._down_until: dict[str, float] = {}
         self._down_reason: dict[str, str] = {}
 
@@ -417,6 +454,15 @@ class Transport:
                           tuple(RecipientResult(a, Outcome.TEMPORARY, code, summary)
                                 for a in dict.fromkeys(r.strip() for r in rcpts if r and r.strip())),
                           None, stage, code, summary, tuple(attempts))
+
+
+def session_for(settings: SmtpServerSettings, local_hostname: str | None = None):
+    """The server's own kind of session: SMTP, or Microsoft Graph's sendMail."""
+    if settings.protocol == "graph":
+        from switchboard.outbox.graph import GraphSession  # it builds on this module
+
+        return GraphSession(settings)
+    return SmtpSession(settings, local_hostname=local_hostname)
 
 
 def send_with_failover(servers: Sequence[SmtpServerSettings], envelope_from: str | None,

@@ -17,38 +17,8 @@ from switchboard.db import db
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, InboundMessage, Protocol, Security
 from switchboard.oauth.grants import new_grant
 from switchboard.oauth.models import GrantState, OAuthGrant
-from tests.servers import dovecot as dovecot_module
-from tests.servers.dovecot import Dovecot
-from tests.servers.oauth2 import OAuth2Server
-from tests.servers.require import require_binary, require_root
 
 _mailboxes = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def provider(server_tls):
-    server = OAuth2Server(server_tls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def oauth_dovecot(server_tls, provider):
-    binary = require_binary("dovecot", dovecot_module.INSTALL_HINT)
-    require_root("Dovecot")
-    server = Dovecot(binary, server_tls, oauth2_introspection_url=provider.introspection_url)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.remove()
-
-
-@pytest.fixture
-def desk(app, monkeypatch, server_tls):
-    monkeypatch.setitem(app.config, "OAUTH2_CA_FILE", str(server_tls.ca))
-    return app
 
 
 def _mailbox(oauth_dovecot) -> str:

@@ -145,6 +145,11 @@ class Dovecot:
     def log_path(self) -> Path:
         return self.root / "dovecot.log"
 
+    @property
+    def sasl_socket(self) -> Path:
+        """Dovecot's auth socket for Postfix (only with oauth2_introspection_url)."""
+        return self.root / "run" / "auth-client-postfix"
+
     # -- running ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 15.0) -> None:
@@ -210,6 +215,8 @@ class Dovecot:
                 f"tls_ca_cert_file = {ca}\n")
             config = config.replace("auth_mechanisms = plain login\n",
                                     "auth_mechanisms = plain login xoauth2 oauthbearer\n")
+            # Postfix's SASL (smtpd_sasl_type = dovecot) asks Dovecot's auth over this socket.
+            config += "service auth {\n  unix_listener auth-client-postfix {\n    mode = 0666\n  }\n}\n"
             config = config.replace("passdb {\n  driver = passwd-file\n",
                                     "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
                                     f"  args = {self.root}/oauth2.conf.ext\n}}\n"

@@ -47,6 +47,7 @@ class OAuth2Server:
     token_requests: int = 0
     introspections: int = 0
     fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer the next token requests with
+    revoked_mailboxes: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self.port = free_ports(1)[0]
@@ -84,8 +85,10 @@ class OAuth2Server:
         return token
 
     def revoke(self, username: str) -> None:
-        """Revoke every grant for the user: its refresh tokens and access tokens stop working."""
+        """Revoke every grant for the user: its refresh tokens and access tokens stop working,
+        and an app acting for that mailbox (client credentials) is refused from now on."""
         with self.lock:
+            self.revoked_mailboxes.add(username)
             for grant in self.grants:
                 if grant.username == username:
                     grant.revoked = True
@@ -125,6 +128,8 @@ class OAuth2Server:
                     return error("invalid_client", "unknown client or wrong secret", 401)
                 kind = form.get("grant_type")
                 if kind == "client_credentials":
+                    if self.mailbox_of_client.get(client_id) in self.revoked_mailboxes:
+                        return error("unauthorized_client", "the app's access to this mailbox was revoked")
                     grant = Grant(client_id, self.mailbox_of_client.get(client_id, ""))
                     self.grants.append(grant)
                     return jsonify(self._issue(grant, refresh=False))
