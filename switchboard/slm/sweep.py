@@ -156,13 +156,16 @@ def _insert_firings(crossed: list[Firing], now: datetime) -> set[tuple]:
 def _write_timeline(fired: list[Firing], now: datetime) -> None:
     if not fired:
         return
-    db.session.execute(sa.insert(HistoryEntry.__table__), [_entry(f, now) for f in fired])
+    dues: dict = {}
+    db.session.execute(sa.insert(HistoryEntry.__table__), [_entry(f, now, dues) for f in fired])
 
 
-def _entry(firing: Firing, now: datetime) -> dict:
+def _entry(firing: Firing, now: datetime, dues: dict) -> dict:
     level = firing.level
     target = level.target.value
-    due = f" (due {firing.due_at:%Y-%m-%d %H:%M} UTC)" if firing.due_at else ""
+    due = dues.get(firing.due_at)
+    if due is None:
+        due = dues[firing.due_at] = (f" (due {firing.due_at:%Y-%m-%d %H:%M} UTC)" if firing.due_at else "")
     if level.is_breach:
         summary = f"SLA breach: the {target} target was missed{due}"
     else:
