@@ -1,4 +1,4 @@
-"""Polling incoming mailboxes (IMAP, POP3): one account at a time, each in
+"""Polling incoming mailboxes (IMAP, POP3, Microsoft Graph): one account at a time, each in
 its own try, its outcome recorded on the account for admins and monitoring.
 
 The order for every batch: fetch, store all, commit together with the
@@ -229,7 +229,7 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
     """Polls one account once, never raising: the outcome is recorded on the
     account (last_success_at, or last_error and last_error_at). `gate` and
     `on_stored`: see PollResult."""
-    from receiver import imap, pop3
+    from receiver import graph, imap, pop3
     from receiver.signin import credentials_for
 
     account = db.session.get(IncomingAccount, account_id)
@@ -244,6 +244,8 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
         credentials = credentials_for(account)
         if account.protocol is Protocol.IMAP:
             imap.poll(account, credentials, result)
+        elif account.protocol is Protocol.GRAPH:
+            graph.poll(account, credentials, result)
         else:
             pop3.poll(account, credentials, result)
     except Exception as exc:
@@ -273,12 +275,16 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
     return result
 
 
+# The protocols whose mailboxes the desk reads itself (LMTP accounts are delivered to).
+POLLED = (Protocol.IMAP, Protocol.POP3, Protocol.GRAPH)
+
+
 def pollable_accounts(name: str | None = None) -> list[int]:
     query = sa.select(IncomingAccount.id).order_by(IncomingAccount.name)
     if name is not None:
         query = query.where(IncomingAccount.name == name)
     else:
-        query = query.where(IncomingAccount.active, IncomingAccount.protocol.in_([Protocol.IMAP, Protocol.POP3]))
+        query = query.where(IncomingAccount.active, IncomingAccount.protocol.in_(POLLED))
     return list(db.session.scalars(query))
 
 

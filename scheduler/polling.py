@@ -17,10 +17,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from receiver.poll import poll_account
+from receiver.poll import POLLED, poll_account
 from receiver.worker import WriteGate, run_in_app
 from switchboard.db import db, utcnow
-from switchboard.inbound.models import IncomingAccount, Protocol
+from switchboard.inbound.models import IncomingAccount
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class AccountPolls:
     def due_accounts(self, now) -> list[int]:
         rows = db.session.execute(
             sa.select(IncomingAccount.id, IncomingAccount.last_poll_at, IncomingAccount.poll_interval_seconds)
-            .where(IncomingAccount.active, IncomingAccount.protocol.in_([Protocol.IMAP, Protocol.POP3]))
+            .where(IncomingAccount.active, IncomingAccount.protocol.in_(POLLED))
             .order_by(IncomingAccount.last_poll_at.is_not(None), IncomingAccount.last_poll_at, IncomingAccount.id)
         ).all()
         db.session.commit()

@@ -16,6 +16,7 @@ class Protocol(enum.Enum):
     LMTP = "lmtp"  # the MTA pushes mail to us; the account names the addresses
     IMAP = "imap"
     POP3 = "pop3"
+    GRAPH = "graph"  # a Microsoft 365 mailbox read through Microsoft Graph (receiver.graph)
 
 
 class Security(enum.Enum):
@@ -78,6 +79,9 @@ class IncomingAccount(db.Model):
     oauth_grant = relationship("OAuthGrant")
     # Poll state, for admins and monitoring.
     uidvalidity: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # Graph: where the next poll's delta query starts (the last round's @odata.deltaLink, or
+    # the @odata.nextLink of a round cut short); NULL: read the whole folder.
+    graph_delta_link: Mapped[str | None] = mapped_column(sa.Text)
     last_poll_at = mapped_column(UTCDateTime)
     last_success_at = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(sa.Text)
