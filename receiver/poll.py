@@ -268,6 +268,10 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
             account.last_error = result.error
             account.last_error_at = utcnow()
             account.failing_since = account.failing_since or account.last_error_at
+            if account.oauth_grant_id is not None:
+                from switchboard.oauth.notices import notify_refused_grants
+
+                notify_refused_grants()  # the admins hear of a refused grant once, with this outcome
         db.session.commit()
     except Exception:
         db.session.rollback()

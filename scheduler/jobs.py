@@ -49,6 +49,16 @@ def housekeeping() -> None:
         log.info("housekeeping: %s", done.summary())
 
 
+def notify_refused_grants() -> None:
+    """Mails the admins once about each OAuth2 grant that needs reconnecting (a refused
+    outgoing server's is met only here; a polled account's is announced by its poll too)."""
+    from switchboard.db import db
+    from switchboard.oauth.notices import notify_refused_grants as notify
+
+    if notify():
+        db.session.commit()
+
+
 def sweep_slm() -> None:
     """Fires the SLA escalation levels and breaches that are due (switchboard.slm.sweep)."""
     from switchboard.slm.sweep import run_sweep

@@ -33,6 +33,7 @@ JOBS = [
     ("sweep-inbound", jobs.sweep_inbound, 60),
     ("housekeeping", jobs.housekeeping, 3600),
     ("slm-sweep", jobs.sweep_slm, 60),
+    ("oauth-notices", jobs.notify_refused_grants, 60),
 ]
 
 

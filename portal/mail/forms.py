@@ -57,6 +57,7 @@ RECIPIENT_LABELS = {
     Recipient.APPROVER: "Approver",
     Recipient.ESCALATION_RECIPIENTS: "Escalation recipients",
     Recipient.SENDER: "Sender of the incoming mail",
+    Recipient.ADMINS: "Admins",
 }
 
 

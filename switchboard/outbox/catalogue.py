@@ -38,6 +38,7 @@ class MessageType(IntEnum):
     SLA_BREACH = 13
     MANUAL_MESSAGE = 14
     CALL_UPDATED_BY_DESK = 15
+    MAILBOX_NEEDS_RECONNECTING = 16
 
 
 class Recipient(StrEnum):
@@ -50,6 +51,7 @@ class Recipient(StrEnum):
     APPROVER = "approver"  # the approval task's approver
     ESCALATION_RECIPIENTS = "escalation_recipients"  # set on the SLA escalation level
     SENDER = "sender"  # whoever sent the incoming mail we answer
+    ADMINS = "admins"  # every active admin (alerts about the desk itself)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,17 @@ _TYPES = [
            ("update.attachment_count", "how many files came with it"))),
 ]
 
+_TYPES.append(
+    _info(MessageType.MAILBOX_NEEDS_RECONNECTING, "Mailbox needs reconnecting",
+          "Tells the admins, once, that the OAuth2 provider or the mail server refused a mailbox's "
+          "or outgoing server's grant: nothing is tried until an admin reconnects it.",
+          [R.ADMINS], _AUTO,
+          (("mailbox.name", "the incoming account's or outgoing server's name"),
+           ("mailbox.kind", "'incoming account' or 'outgoing server'"),
+           ("mailbox.provider", "'microsoft', 'google' or 'generic'"),
+           ("error", "what the provider or server said"),
+           ("settings_url", "its page in the portal, where an admin reconnects it"))))
+
 CATALOGUE: dict[MessageType, MessageTypeInfo] = {info.type: info for info in _TYPES}
 _BY_KEY = {info.key: info for info in _TYPES}
 
@@ -281,6 +294,7 @@ SLA_ESCALATION = MessageType.SLA_ESCALATION
 SLA_BREACH = MessageType.SLA_BREACH
 MANUAL_MESSAGE = MessageType.MANUAL_MESSAGE
 CALL_UPDATED_BY_DESK = MessageType.CALL_UPDATED_BY_DESK
+MAILBOX_NEEDS_RECONNECTING = MessageType.MAILBOX_NEEDS_RECONNECTING
 
 
 def get(type_: MessageType | int | str) -> MessageTypeInfo:
@@ -441,6 +455,10 @@ def sample_variables(type_: MessageType | int | str) -> dict:
             "author": person_view(world.analyst),
             "message": "An engineer will visit tomorrow between 9 and 11. "
                        "Please leave the printer switched on."},
+        MessageType.MAILBOX_NEEDS_RECONNECTING: lambda: {
+            "mailbox": SimpleNamespace(name="support", kind="incoming account", provider="microsoft"),
+            "error": "invalid_grant: AADSTS700082: The refresh token has expired due to inactivity.",
+            "settings_url": "https://desk.example.org/admin/mail/accounts/1"},
     }.get(t)
     if extra:
         values.update(extra())

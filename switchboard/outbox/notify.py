@@ -93,6 +93,11 @@ def people_for(recipients: Iterable[Recipient], record) -> list:
         people.extend([request.owner, request.requester])
     if Recipient.APPROVER in wanted and isinstance(record, Task):
         people.append(record.approver)
+    if Recipient.ADMINS in wanted:
+        from switchboard.people.models import Person
+
+        people.extend(db.session.scalars(db.select(Person).where(Person.is_admin, Person.active)
+                                         .order_by(Person.id)))
     return people
 
 

@@ -48,7 +48,7 @@ SWITCHED_TYPES = {
 # mail, or was written to them by a person.
 ESSENTIAL_TYPES = frozenset({
     MessageType.APPROVAL_REQUESTED, MessageType.EMAIL_REJECTED, MessageType.SUMMARY_REPLY,
-    MessageType.MANUAL_MESSAGE,
+    MessageType.MANUAL_MESSAGE, MessageType.MAILBOX_NEEDS_RECONNECTING,
 })
 
 MAX_TEMPLATE_CHARS = 100_000

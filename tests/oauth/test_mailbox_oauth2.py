@@ -172,3 +172,27 @@ def test_microsoft_client_credentials_through_msal(desk, provider, oauth_dovecot
     result = poll_account(account.id)
     assert result.ok, result.error
     assert _stored(account) == 1
+
+
+def test_the_admins_hear_once_that_a_mailbox_needs_reconnecting(desk, provider, oauth_dovecot, people):
+    from switchboard.outbox.models import OutboxMessage
+    from switchboard.oauth.tokens import reconnected
+
+    email = _mailbox(oauth_dovecot)
+    account = _account(oauth_dovecot, email, _delegated_grant(provider, email), Protocol.IMAP)
+    provider.revoke(email)
+    for _ in range(4):
+        assert not poll_account(account.id).ok
+    notices = db.session.query(OutboxMessage).filter_by(template_key="mailbox_needs_reconnecting").all()
+    admins = [p for p in people.values() if getattr(p, "is_admin", False) and p.active]
+    assert admins and sorted(n.to[0] for n in notices) == sorted(a.email for a in admins), \
+        "one notice per admin, however many polls met the refusal"
+    assert f"/admin/mail/accounts/{account.id}" in str(notices[0].context)
+    assert "invalid_grant" in str(notices[0].context)
+    # Reconnected, then refused again: a new notice.
+    grant = db.session.get(OAuthGrant, account.oauth_grant_id)
+    reconnected(grant, refresh_token="rt-not-known-to-the-provider")
+    db.session.commit()
+    assert not poll_account(account.id).ok
+    assert db.session.query(OutboxMessage).filter_by(template_key="mailbox_needs_reconnecting").count() \
+        == 2 * len(admins)
