@@ -90,7 +90,9 @@ def used_seconds(call: Call, now: datetime) -> float:
 def refresh(call: Call, now: datetime, fired=None) -> None:
     """Due times and next_due_at from the clock's state."""
     sla = call.sla
-    target = sla.target_for(call.priority_id) if sla is not None else None
+    # The priority object: a call logged inside batched writes has no priority_id until flushed.
+    priority_id = call.priority.id if call.priority is not None else call.priority_id
+    target = sla.target_for(priority_id) if sla is not None else None
     if target is None:
         call.response_due_at = call.fix_due_at = call.next_due_at = None
         return

@@ -164,3 +164,36 @@ def test_the_sweep_finds_due_calls_by_the_next_due_index_not_by_scanning_open_ca
         plan = " ".join(r[0] for r in db.session.execute(sa.text(
             "EXPLAIN SELECT id FROM call WHERE next_due_at <= '2026-06-08 09:10:00' ORDER BY next_due_at")))
         assert "ix_call_next_due_at" in plan
+
+
+def test_slm_sweep_command_prints_one_line_and_exits_0(app, people, make_sla):
+    make_sla(fix=100)
+    with time_machine.travel(datetime.now(timezone.utc) - timedelta(seconds=60), tick=False):
+        log_call(people["anna"], "Printer jammed", customer=people["carol"], analyst=people["bob"])
+        db.session.commit()
+    result = app.test_cli_runner().invoke(args=["slm", "sweep"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "slm sweep: 1 call(s) due, 1 escalation(s), 0 breach(es), 1 mail(s) queued\n"
+
+
+def test_a_call_logged_by_mail_gets_its_sla_and_escalates(app, people, make_sla):
+    from email.message import EmailMessage
+
+    from switchboard.inbound.process import process_pending
+    from switchboard.inbound.store import store_message
+    from switchboard.calls.models import Call
+
+    make_sla(fix=100)
+    mail = EmailMessage()
+    mail["From"] = "carol@example.org"
+    mail["Subject"] = "Projector broken"
+    mail.set_content("Room 4")
+    with time_machine.travel(T0, tick=False):
+        store_message(mail.as_bytes(), source="pipe")
+        db.session.commit()
+        process_pending()
+        db.session.commit()
+    call = db.session.scalar(sa.select(Call))
+    assert call.source == "email" and call.sla.name == "Standard"
+    assert call.fix_due_at == T0 + timedelta(seconds=100)
+    assert run_sweep(T0 + timedelta(seconds=60)).escalations == 1
