@@ -618,7 +618,7 @@ class _Walker:
     # -- the walk
 
     def walk(self, part: Message, collected: _Collected, *, in_related: bool = False,
-             is_root: bool = True, depth: int = 0) -> None:
+             depth: int = 0) -> None:
         self.parts_seen += 1
         if depth > MAX_MIME_DEPTH or self.parts_seen > MAX_MIME_PARTS:
             collected.warnings.append("MIME structure too deep or too large: the rest was not read")
@@ -647,11 +647,8 @@ class _Walker:
                         collected.plain.append(text)
                     return
                 collected.warnings.append(f"broken {content_type}: parts recovered from boundary lines")
-            root_index = 0 if content_type == "multipart/related" else -1
-            for index, child in enumerate(children):
-                self.walk(child, collected, in_related=(content_type == "multipart/related"),
-                          is_root=(index == root_index) or content_type != "multipart/related",
-                          depth=depth + 1)
+            for child in children:
+                self.walk(child, collected, in_related=(content_type == "multipart/related"), depth=depth + 1)
             return
 
         if maintype == "message" or (part.is_multipart() and maintype != "multipart"):
