@@ -11,7 +11,7 @@ from datetime import date
 import sqlalchemy as sa
 
 from switchboard.calls.models import Priority
-from switchboard.db import db
+from switchboard.db import db, forget_transaction_cache
 from switchboard.errors import InvalidInput, NotFound
 from switchboard.permissions import require
 from switchboard.slm.calendars import BusinessCalendar, CalendarError, parse_spans, time_zone
@@ -155,6 +155,7 @@ def save_sla(actor, name: str, *, calendar_id: int | None = None, targets: dict[
                    for p, (r, f) in sorted(targets.items()) if r is not None or f is not None]
     sla.levels = built
     db.session.flush()
+    forget_transaction_cache()  # the desk's default SLA may have changed
     return sla
 
 

@@ -20,7 +20,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from switchboard.calls.models import Call, CallStatus
-from switchboard.db import db, utcnow
+from switchboard.db import db, transaction_cache, utcnow
 from switchboard.slm.models import Sla, SlaFiring, SlaLevel, Target
 
 
@@ -31,9 +31,13 @@ def choose_sla(call: Call) -> Sla | None:
             sla = db.session.get(Sla, sla_id)
             if sla is not None and sla.active:
                 return sla
-    return db.session.scalars(
-        sa.select(Sla).where(Sla.is_default, Sla.active).order_by(Sla.id).limit(1)
-    ).first()
+    # Asked once per transaction: a batch of mail logs many calls.
+    cache = transaction_cache()
+    if "default_sla" not in cache:
+        cache["default_sla"] = db.session.scalars(
+            sa.select(Sla).where(Sla.is_default, Sla.active).order_by(Sla.id).limit(1)
+        ).first()
+    return cache["default_sla"]
 
 
 def call_logged(call: Call, now: datetime | None = None) -> None:
