@@ -182,3 +182,30 @@ for _limit in REPLY_LIMITS.values():
     setattr(ReplyLimitsForm, _limit.name, IntegerField(
         _limit.label, validators=[InputRequired("Give a whole number (0: none at all).")],
         description=f"Default {_limit.default}."))
+
+
+class OAuth2Form(DeskForm):
+    """An account's or server's OAuth2 settings; the client secret is write-only."""
+
+    provider = SelectField("Provider", choices=[
+        SelectChoice("microsoft", "Microsoft 365 (Entra ID)"),
+        SelectChoice("google", "Google Workspace"),
+        SelectChoice("generic", "Another OAuth2 provider"),
+    ], default="microsoft")
+    flow = SelectField("How the desk signs in", choices=[
+        SelectChoice("app", "As the app (client credentials): no person signs in"),
+        SelectChoice("delegated", "As a person who connects it once (authorization code)"),
+    ], default="app")
+    tenant_id = StringField("Directory (tenant) id", validators=[Length(max=100)],
+                            description="Microsoft: your tenant's id or domain, e.g. contoso.onmicrosoft.com.")
+    client_id = StringField("Client id", validators=[Length(max=255)])
+    client_secret = PasswordField("Client secret", validators=[Length(max=20_000)],
+                                  render_kw={"autocomplete": "new-password"},
+                                  description="Google app sign-in: the service account's JSON key. "
+                                              "Blank keeps the stored one; it is never shown.")
+    token_endpoint = StringField("Token endpoint", validators=[Length(max=500)],
+                                 description="Another provider only (https://...).")
+    authorization_endpoint = StringField("Authorization endpoint", validators=[Length(max=500)],
+                                         description="Another provider, delegated sign-in only.")
+    scopes = StringField("Scopes", validators=[Length(max=1000)],
+                         description="Blank: the provider's mail scopes.")

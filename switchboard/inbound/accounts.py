@@ -286,7 +286,7 @@ def _check_complete(account: IncomingAccount) -> None:
     if not account.username:
         raise InvalidInput("Give the mailbox user name.", field="username")
     if not account.password_encrypted and account.oauth_grant is None:
-        raise InvalidInput("Give the mailbox password (or OAuth2).", field="password")
+        raise InvalidInput("Give the mailbox password.", field="password")
     if account.security is None:
         account.security = Security.TLS
     if not account.port:

@@ -9,13 +9,15 @@ OpenID discovery document MSAL reads before its first token request."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 
-from flask import Flask, jsonify, request
+from flask import Flask, jsonify, redirect, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .process import HOST, free_ports
@@ -48,6 +50,7 @@ class OAuth2Server:
     introspections: int = 0
     fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer the next token requests with
     revoked_mailboxes: set[str] = field(default_factory=set)
+    codes: dict[str, dict] = field(default_factory=dict)  # authorization code -> what it was issued for
 
     def __post_init__(self):
         self.port = free_ports(1)[0]
@@ -133,6 +136,17 @@ class OAuth2Server:
                     grant = Grant(client_id, self.mailbox_of_client.get(client_id, ""))
                     self.grants.append(grant)
                     return jsonify(self._issue(grant, refresh=False))
+                if kind == "authorization_code":
+                    issued = self.codes.pop(form.get("code", ""), None)
+                    verifier = form.get("code_verifier", "")
+                    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+                    if issued is None or issued["client_id"] != client_id \
+                            or issued["redirect_uri"] != form.get("redirect_uri") \
+                            or challenge.decode() != issued["challenge"]:
+                        return error("invalid_grant", "unknown code, or the PKCE verifier does not match")
+                    grant = Grant(client_id, issued["username"], "pending")
+                    self.grants.append(grant)
+                    return jsonify(self._issue(grant, refresh=True))
                 if kind == "refresh_token":
                     presented = form.get("refresh_token")
                     grant = next((g for g in self.grants if g.refresh_token == presented
@@ -141,6 +155,29 @@ class OAuth2Server:
                         return error("invalid_grant", "the refresh token is expired, revoked or already used")
                     return jsonify(self._issue(grant, refresh=self.rotate_refresh_tokens))
                 return error("unsupported_grant_type", f"grant type {kind!r} is not supported")
+
+        @app.route("/authorize", methods=["GET", "POST"])
+        @app.route("/<tenant>/oauth2/v2.0/authorize", methods=["GET", "POST"])
+        def authorize(tenant=None):
+            """A sign-in and consent page (RFC 6749 section 4.1.1, PKCE S256 required)."""
+            args = request.values
+            if args.get("response_type") != "code" or args.get("code_challenge_method") != "S256" \
+                    or args.get("client_id") not in self.clients:
+                return "bad authorization request", 400
+            if request.method == "GET":
+                hidden = "".join(f'<input type="hidden" name="{k}" value="{v}">' for k, v in args.items())
+                return (f'<!doctype html><title>Sign in</title><form method="post">{hidden}'
+                        '<label>Mailbox <input name="username"></label>'
+                        '<button name="decision" value="allow">Allow</button>'
+                        '<button name="decision" value="deny">Deny</button></form>')
+            target = args["redirect_uri"]
+            if args.get("decision") != "allow":
+                return redirect(f"{target}?error=access_denied&state={args.get('state', '')}")
+            code = secrets.token_urlsafe(16)
+            with self.lock:
+                self.codes[code] = {"client_id": args["client_id"], "username": args.get("username", ""),
+                                    "redirect_uri": target, "challenge": args["code_challenge"]}
+            return redirect(f"{target}?code={code}&state={args.get('state', '')}")
 
         @app.post("/introspect")
         def introspect():
