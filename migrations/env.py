@@ -103,6 +103,13 @@ def run_migrations_online():
         with context.begin_transaction():
             context.run_migrations()
 
+        if connection.dialect.name == "sqlite":
+            # New indexes have no statistics yet: without them SQLite's planner may pass them by.
+            from switchboard.db import optimize_sqlite
+
+            optimize_sqlite(connection)
+            connection.commit()
+
 
 if context.is_offline_mode():
     run_migrations_offline()

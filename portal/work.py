@@ -10,11 +10,16 @@ from flask import Blueprint, render_template, request
 from portal.auth import current_person
 from portal.pagination import count
 from switchboard.calls.models import Call
-from switchboard.calls.queries import assigned_calls, group_queue_calls, unassigned_calls
+from switchboard.calls.queries import LISTED_WITH, assigned_calls, group_queue_calls, unassigned_calls
 from switchboard.db import db
 from switchboard.slm.queries import soonest_due_first
 from switchboard.desk.routing import default_group
-from switchboard.requests.queries import assigned_tasks, awaiting_decision, group_queue_tasks
+from switchboard.requests.queries import (
+    TASK_LISTED_WITH,
+    assigned_tasks,
+    awaiting_decision,
+    group_queue_tasks,
+)
 
 bp = Blueprint("work", __name__)
 
@@ -29,7 +34,8 @@ class Section:
 
 
 def _section(query) -> Section:
-    return Section(db.session.scalars(query.limit(SHOWN)).all(), count(query))
+    shown_with = LISTED_WITH if query.column_descriptions[0]["entity"] is Call else TASK_LISTED_WITH
+    return Section(db.session.scalars(query.options(*shown_with).limit(SHOWN)).all(), count(query))
 
 
 @bp.route("/")

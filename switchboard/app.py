@@ -3,12 +3,14 @@
 The portal, the receiver and the scheduler all start from an app set up
 here; the portal adds its blueprints on top."""
 
+import logging
+
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import Migrate
 
 from switchboard import config, models  # noqa: F401  (the whole schema)
-from switchboard.db import UTCDateTime, db
+from switchboard.db import UTCDateTime, db, optimize_sqlite
 
 
 
@@ -38,6 +40,7 @@ def init_domain(app: Flask, overrides: dict | None = None) -> None:
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             sa.event.listen(db.engine, "connect", _sqlite_pragmas)
+            _optimize_at_start()
 
     from switchboard.outbox import notify  # noqa: F401  (mail notifications subscribe to the events)
     from switchboard import cli  # noqa: F401  (registers commands)
@@ -49,6 +52,26 @@ def _migrations_dir() -> str:
     import os
 
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations")
+
+
+def _optimize_at_start() -> None:
+    import os
+
+    path = db.engine.url.database
+    if path and path != ":memory:" and not os.path.exists(path):
+        return  # nothing to plan for yet (`db upgrade` makes it, and optimizes after)
+    # Statistics help, they are not needed: a database that is locked (another process is
+    # writing) or read-only now still serves, planned without them, so wait briefly only.
+    try:
+        with db.engine.begin() as connection:
+            waited = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
+            connection.exec_driver_sql("PRAGMA busy_timeout=500")
+            try:
+                optimize_sqlite(connection)
+            finally:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={int(waited)}")
+    except sa.exc.OperationalError as exc:
+        logging.getLogger(__name__).warning("SQLite statistics not refreshed at start: %s", exc)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

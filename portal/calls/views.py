@@ -22,9 +22,9 @@ from portal.calls.forms import (
 )
 from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
-from portal.pagination import paginate
+from portal.pagination import encode_position, keyset_paginate, position_arg
 from switchboard.calls.models import Call, CallStatus
-from switchboard.calls.queries import SCOPES, STATUS_FILTERS, find_calls
+from switchboard.calls.queries import LIST_ORDER, LISTED_WITH, SCOPES, STATUS_FILTERS, find_calls
 from switchboard.calls.services import (
     change_priority,
     close_call,
@@ -37,7 +37,7 @@ from switchboard.calls.services import (
     resume_call,
     update_call,
 )
-from switchboard.history.services import timeline
+from switchboard.history.services import timeline_page
 from switchboard.outbox.manual import send_manual_mail
 from switchboard.people.services import find_or_create_customer
 from switchboard.permissions import allowed
@@ -45,6 +45,8 @@ from switchboard.permissions import allowed
 bp = Blueprint("calls", __name__, url_prefix="/calls")
 
 PAGE_SIZE = 50
+# Timeline entries per page, newest first; "Older" loads the next page in place.
+TIMELINE_PAGE = 50
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,10 @@ def index():
     text = request.args.get("q", "").strip()[:200]
     status = status if status in STATUS_FILTERS else "active"
     scope = scope if scope in SCOPES else "all"
-    found = paginate(find_calls(me, status=status, scope=scope, text=text), PAGE_SIZE)
+    found = keyset_paginate(
+        find_calls(me, status=status, scope=scope, text=text).order_by(None), LIST_ORDER, PAGE_SIZE,
+        options=LISTED_WITH,
+    )
     filters = {"status": status, "scope": scope, "q": text}
     template = "calls/_results.html" if is_htmx() else "calls/list.html"
     return vary_on_htmx(
@@ -173,7 +178,33 @@ def new():
 
 @bp.get("/<int:call_id>")
 def detail(call_id):
-    return vary_on_htmx(_render_call(get_call(call_id, current_person())))
+    # ?before= is where an older page of the timeline starts (the "Older" link without JS).
+    return vary_on_htmx(_render_call(get_call(call_id, current_person()), before=position_arg("before")))
+
+
+@bp.get("/<int:call_id>/timeline")
+def older_entries(call_id):
+    """The "Older" control's htmx request: the next page of the timeline as list items
+    (and the next "Older" control), swapped in place of the control. Without htmx, the
+    call's page from that point."""
+    call = get_call(call_id, current_person())
+    before = position_arg("before")
+    if not is_htmx():
+        return redirect(url_for("calls.detail", call_id=call.id, before=request.args.get("before")), code=303)
+    page = timeline_page(call, before=before, size=TIMELINE_PAGE)
+    body = render_template(
+        "history/_older.html", page=page, older_links=lambda position: _older_links(call, position)
+    )
+    return vary_on_htmx(_response(body))
+
+
+def _older_links(call, position) -> tuple[str, str]:
+    """The "Older" control's URLs: the call's page from there (no JS), and the fragment."""
+    before = encode_position(position)
+    return (
+        url_for("calls.detail", call_id=call.id, before=before, _anchor="timeline-h"),
+        url_for("calls.older_entries", call_id=call.id, before=before),
+    )
 
 
 @bp.post(f"/<int:call_id>/<any({', '.join(ACTIONS)}):action>")
@@ -212,7 +243,7 @@ def _for_call(form, call, *, fresh: bool):
     return form
 
 
-def _render_call(call, *, posted=None, notice=None, status=200):
+def _render_call(call, *, posted=None, notice=None, status=200, before=None):
     me = current_person()
     available = [
         name for name, spec in ACTIONS.items() if spec.fits(call) and allowed(me, spec.permission, call)
@@ -221,7 +252,9 @@ def _render_call(call, *, posted=None, notice=None, status=200):
     body = render_template(
         template,
         call=call,
-        entries=timeline(call),
+        timeline=timeline_page(call, before=before, size=TIMELINE_PAGE),
+        older_links=lambda position: _older_links(call, position),
+        from_older=before is not None,
         forms=_forms(call, posted),
         actions=ACTIONS,
         available=available,

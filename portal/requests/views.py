@@ -24,7 +24,7 @@ from switchboard.history.services import timeline
 from switchboard.people.services import find_or_create_customer
 from switchboard.permissions import allowed
 from switchboard.requests.models import TaskKind, TaskStatus
-from switchboard.requests.queries import SCOPES, STATUS_FILTERS, find_requests
+from switchboard.requests.queries import REQUEST_LISTED_WITH, SCOPES, STATUS_FILTERS, find_requests
 from switchboard.requests.services import (
     TaskSpec,
     approve_task,
@@ -93,7 +93,8 @@ def index():
     text = request.args.get("q", "").strip()[:200]
     status = status if status in STATUS_FILTERS else "active"
     scope = scope if scope in SCOPES else "all"
-    found = paginate(find_requests(me, status=status, scope=scope, text=text), PAGE_SIZE)
+    query = find_requests(me, status=status, scope=scope, text=text).options(*REQUEST_LISTED_WITH)
+    found = paginate(query, PAGE_SIZE)
     template = "requests/_results.html" if is_htmx() else "requests/list.html"
     return vary_on_htmx(
         make_response(

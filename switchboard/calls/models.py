@@ -35,7 +35,13 @@ class Priority(db.Model):
 
 class Call(db.Model):
     __tablename__ = "call"
-    __table_args__ = (sa.Index("ix_call_status_group", "status", "assigned_group_id"),)
+    __table_args__ = (
+        sa.Index("ix_call_status_group", "status", "assigned_group_id"),
+        # The call list's order (newest update first; its keyset pages walk this index) and
+        # an analyst's own calls in My work's order (most urgent, then waiting longest).
+        sa.Index("ix_call_list_order", "updated_at", "id"),
+        sa.Index("ix_call_analyst_work", "assigned_analyst_id", "priority_id", "logged_at", "id"),
+    )
     # Service level (switchboard.slm): its clock runs while the call is open, from
     # sla_clock_started_at, on top of sla_used_seconds of business time used before (so a
     # pending spell stops it and the business time left resumes). next_due_at, the instant
@@ -52,7 +58,7 @@ class Call(db.Model):
     )
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), index=True)
     logged_by_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"))
-    assigned_analyst_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id"), index=True)
+    assigned_analyst_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id"))
     assigned_group_id: Mapped[int | None] = mapped_column(sa.ForeignKey("analyst_group.id"))
     source: Mapped[str] = mapped_column(sa.String(20), default="portal")
     logged_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

@@ -5,6 +5,7 @@ page it or add to it; nothing here changes a call."""
 import re
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from switchboard.calls.models import Call, CallStatus
 from switchboard.people.models import group_membership
@@ -23,7 +24,21 @@ STATUS_FILTERS = {
 }
 SCOPES = ("all", "mine", "groups")
 
-_REF = re.compile(r"^\s*(?:call)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
+# The call list's order, newest update first (find_calls; keyset pages walk ix_call_list_order).
+LIST_ORDER = (Call.updated_at, Call.id)
+
+# What a call's line in a list shows besides the call: loaded for the whole page in one
+# query each, not one query per line.
+LISTED_WITH = (
+    selectinload(Call.customer),
+    selectinload(Call.assigned_analyst),
+    selectinload(Call.assigned_group),
+    selectinload(Call.priority),
+)
+
+# A reference: "CALL-42", "call 42", "#42" (marked: only that call), or a bare "42" (that
+# call, or a summary with 42 in it).
+_REF = re.compile(r"^\s*(call|#)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
 
 
 def _group_ids(person):
@@ -56,7 +71,7 @@ def group_queue_calls(person) -> sa.Select:
 def find_calls(person, *, status: str = "active", scope: str = "all", text: str = "") -> sa.Select:
     """The call list: a status word from STATUS_FILTERS, a scope from SCOPES
     ("mine": assigned to me; "groups": assigned to one of my groups), and a
-    text that matches the summary or a reference (42, CALL-42). Unknown
+    text that matches the summary or a reference (42; CALL-42 alone). Unknown
     words fall back to the defaults rather than failing."""
     query = sa.select(Call).where(Call.status.in_(STATUS_FILTERS.get(status, STATUS_FILTERS["active"])))
     if scope == "mine":
@@ -66,11 +81,16 @@ def find_calls(person, *, status: str = "active", scope: str = "all", text: str 
     text = (text or "").strip()
     if text:
         match = _REF.match(text)
-        condition = Call.summary.icontains(text, autoescape=True)
-        if match:
-            condition = sa.or_(condition, Call.id == int(match.group(1)))
-        query = query.where(condition)
-    return query.order_by(Call.updated_at.desc(), Call.id.desc())
+        if match and match.group(1):
+            # By its primary key alone: a marked reference names one call, so no summary
+            # is searched (that would read every call).
+            query = query.where(Call.id == int(match.group(2)))
+        else:
+            condition = Call.summary.icontains(text, autoescape=True)
+            if match:
+                condition = sa.or_(condition, Call.id == int(match.group(2)))
+            query = query.where(condition)
+    return query.order_by(*(column.desc() for column in LIST_ORDER))
 
 
 def unassigned_calls(person, default_group_id: int | None) -> sa.Select | None:

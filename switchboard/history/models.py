@@ -31,14 +31,18 @@ class HistoryEntry(db.Model):
             " + (CASE WHEN task_id IS NULL THEN 0 ELSE 1 END) = 1",
             name="one_owner",
         ),
+        # A timeline is read newest first a page at a time (history.services.timeline_page):
+        # each owner's entries in (created_at, id) order, so a page is a short walk of the
+        # index from where the last one ended, however long the timeline.
+        sa.Index("ix_history_entry_call_timeline", "call_id", "created_at", "id"),
+        sa.Index("ix_history_entry_request_timeline", "request_id", "created_at", "id"),
+        sa.Index("ix_history_entry_task_timeline", "task_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call.id", ondelete="CASCADE"), index=True)
-    request_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("service_request.id", ondelete="CASCADE"), index=True
-    )
-    task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("task.id", ondelete="CASCADE"), index=True)
+    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call.id", ondelete="CASCADE"))
+    request_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service_request.id", ondelete="CASCADE"))
+    task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("task.id", ondelete="CASCADE"))
     kind: Mapped[EntryKind] = mapped_column(sa.Enum(EntryKind, native_enum=False, length=20))
     author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("person.id"))
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)

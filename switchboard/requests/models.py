@@ -56,6 +56,8 @@ FINISHED_TASK = {TaskStatus.DONE, TaskStatus.APPROVED, TaskStatus.REJECTED, Task
 
 class Request(db.Model):
     __tablename__ = "service_request"
+    # The request list's order (newest update first).
+    __table_args__ = (sa.Index("ix_service_request_list_order", "updated_at", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(200))

@@ -5,6 +5,7 @@ filters. Each returns a SELECT; nothing here changes a record."""
 import re
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from switchboard.people.models import group_membership
 from switchboard.requests.models import Request, RequestStatus, Task, TaskStatus
@@ -18,6 +19,10 @@ STATUS_FILTERS = {
     "all": tuple(RequestStatus),
 }
 SCOPES = ("all", "mine")
+
+# What a line in a list shows besides the row itself: one query each for the whole page.
+TASK_LISTED_WITH = (selectinload(Task.request), selectinload(Task.assigned_group))
+REQUEST_LISTED_WITH = (selectinload(Request.requester), selectinload(Request.tasks))
 
 _REF = re.compile(r"^\s*(?:req)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
 
