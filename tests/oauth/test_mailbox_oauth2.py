@@ -196,3 +196,36 @@ def test_the_admins_hear_once_that_a_mailbox_needs_reconnecting(desk, provider, 
     assert not poll_account(account.id).ok
     assert db.session.query(OutboxMessage).filter_by(template_key="mailbox_needs_reconnecting").count() \
         == 2 * len(admins)
+
+
+def test_google_service_account_with_domain_wide_delegation_through_google_auth(desk, provider, oauth_dovecot):
+    """google-auth's own code path: a JWT signed with the service account's key, acting for
+    the mailbox's user (RFC 7523), at the tests' token endpoint standing in for Google's."""
+    import json
+
+    email = _mailbox(oauth_dovecot)
+    key = provider.add_service_account()
+    grant = new_grant(provider="google", flow="app", client_id=key["client_id"], client_secret=json.dumps(key),
+                      token_endpoint=provider.token_endpoint)
+    account = _account(oauth_dovecot, email, grant, Protocol.IMAP)
+    oauth_dovecot.append(email, _mail(1))
+    result = poll_account(account.id)
+    assert result.ok, result.error
+    assert _stored(account) == 1
+
+
+def test_google_delegated_refresh_through_google_auth(desk, provider, oauth_dovecot):
+    email = _mailbox(oauth_dovecot)
+    client_id, secret = provider.add_client()
+    grant = new_grant(provider="google", flow="delegated", client_id=client_id, client_secret=secret,
+                      token_endpoint=provider.token_endpoint,
+                      refresh_token=provider.grant_refresh_token(client_id, email))
+    account = _account(oauth_dovecot, email, grant, Protocol.POP3)
+    oauth_dovecot.append(email, _mail(1))
+    result = poll_account(account.id)
+    assert result.ok, result.error
+    assert _stored(account) == 1
+    db.session.expire_all()
+    kept = secrets.decrypt(db.session.get(OAuthGrant, account.oauth_grant_id).refresh_token_encrypted)
+    assert kept == next(g for g in provider.grants if g.username == email).refresh_token, \
+        "a refresh token Google rotated was not kept"

@@ -51,6 +51,7 @@ class OAuth2Server:
     fail_next: list[int] = field(default_factory=list)  # HTTP statuses to answer the next token requests with
     revoked_mailboxes: set[str] = field(default_factory=set)
     codes: dict[str, dict] = field(default_factory=dict)  # authorization code -> what it was issued for
+    service_accounts: dict[str, bytes] = field(default_factory=dict)  # client_email -> public key (PEM)
 
     def __post_init__(self):
         self.port = free_ports(1)[0]
@@ -79,6 +80,21 @@ class OAuth2Server:
             if mailbox:
                 self.mailbox_of_client[client_id] = mailbox
         return client_id, secret
+
+    def add_service_account(self) -> dict:
+        """A Google-style service account: its JSON key, as the admin downloads it."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        email = f"desk-{secrets.token_hex(4)}@project.iam.gserviceaccount.test"
+        with self.lock:
+            self.service_accounts[email] = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption()).decode()
+        return {"type": "service_account", "client_email": email, "private_key": private,
+                "private_key_id": "k1", "client_id": "1234", "token_uri": self.token_endpoint}
 
     def grant_refresh_token(self, client_id: str, username: str) -> str:
         """As if the user had signed in and consented: a refresh token for them."""
@@ -125,6 +141,8 @@ class OAuth2Server:
                     status = self.fail_next.pop(0)
                     return "busy", status, {"Retry-After": "1"}
                 form = request.form
+                if form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+                    return self._service_account_token(form.get("assertion", ""))
                 client_id = form.get("client_id") or (request.authorization.username if request.authorization else None)
                 secret = form.get("client_secret") or (request.authorization.password if request.authorization else None)
                 if client_id not in self.clients or self.clients[client_id] != secret:
@@ -200,6 +218,24 @@ class OAuth2Server:
                            subject_types_supported=["pairwise"], id_token_signing_alg_values_supported=["RS256"])
 
         return app
+
+    def _service_account_token(self, assertion: str):
+        """RFC 7523: a JWT signed by a service account, acting for the user in `sub`
+        (Google's domain-wide delegation)."""
+        import jwt
+
+        try:
+            issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+            # google-auth names Google's own token endpoint as the audience, wherever it posts.
+            claims = jwt.decode(assertion, self.service_accounts[issuer], algorithms=["RS256"],
+                                options={"verify_aud": False})
+        except (KeyError, jwt.PyJWTError) as exc:
+            return jsonify(error="invalid_grant", error_description=f"bad assertion: {exc}"), 400
+        if claims.get("sub") in self.revoked_mailboxes:
+            return jsonify(error="unauthorized_client", error_description="delegation revoked"), 401
+        grant = Grant(issuer, claims.get("sub", ""))
+        self.grants.append(grant)
+        return jsonify(self._issue(grant, refresh=False))
 
     def _issue(self, grant: Grant, *, refresh: bool) -> dict:
         access = f"at-{secrets.token_urlsafe(24)}"
