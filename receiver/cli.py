@@ -15,6 +15,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from switchboard.cli import exit_database_unavailable, password_from_stdin
+from switchboard.graph import graph_grant_options
 from switchboard.oauth.cli import grant_from_options, oauth2_options
 from switchboard.db import db
 from switchboard.errors import DeskError
@@ -275,15 +276,17 @@ def process(reprocess_failed):
 
 @accounts.command("add")
 @click.option("--name", required=True, help="A name for the account (unique).")
-@click.option("--protocol", required=True, type=click.Choice(["lmtp", "imap", "pop3"]))
+@click.option("--protocol", required=True, type=click.Choice(["lmtp", "imap", "pop3", "graph"]),
+              help="graph: a Microsoft 365 mailbox read through Microsoft Graph (OAuth2 only).")
 @click.option("--address", "addresses", multiple=True,
               help="An address (or @domain catch-all) mail is delivered to; repeatable.")
-@click.option("--host")
-@click.option("--port", type=int, help="Default: 993/143 for IMAP, 995/110 for POP3.")
+@click.option("--host", help="The mail server. Graph: default graph.microsoft.com.")
+@click.option("--port", type=int, help="Default: 993/143 for IMAP, 995/110 for POP3, 443 for Graph.")
 @click.option("--security", type=click.Choice(["tls", "starttls", "none"]), default="tls", show_default=True)
-@click.option("--username")
+@click.option("--username", help="The mailbox user. Graph: the mailbox's user principal name or user id.")
 @click.option("--password-stdin", is_flag=True, help="Read the mailbox password from one line of stdin.")
-@click.option("--folder", default="INBOX", show_default=True, help="IMAP folder to read.")
+@click.option("--folder", default="INBOX", show_default=True,
+              help="IMAP or Graph folder to read (Graph: a path such as Inbox/Desk).")
 @click.option("--after", "after_processing", type=click.Choice(["move", "seen", "delete"]),
               help="What to do with a message once stored. Default: move (IMAP), delete (POP3).")
 @click.option("--processed-folder", default="Processed", show_default=True, help="Where --after move puts mail.")
@@ -326,6 +329,8 @@ def add_account(name, protocol, addresses, host, port, security, username, passw
     elif host or username or password or poll_interval_seconds or timeout_seconds:
         raise click.ClickException("An LMTP account has no mailbox: give only --address (and the call settings).")
     try:
+        if protocol == "graph":
+            oauth2 = graph_grant_options(oauth2)
         grant = grant_from_options(oauth2, password_given=password is not None)
         if grant is not None:
             settings["oauth_grant"] = grant
@@ -406,12 +411,12 @@ def _where(account) -> str:
     if account.protocol is Protocol.LMTP:
         return ", ".join(a.address for a in account.addresses) + _trust(account)
     text = f"{account.security.value} {account.username} at {account.host}:{account.port}"
-    if account.protocol is Protocol.IMAP:
+    if account.protocol in (Protocol.IMAP, Protocol.GRAPH):
         text += f" folder {account.folder}"
     if account.after_processing is AfterProcessing.MOVE:
         text += f", then move to {account.processed_folder}"
     elif account.after_processing is AfterProcessing.SEEN:
-        text += ", then mark seen" if account.protocol is Protocol.IMAP else ", then keep on the server"
+        text += ", then mark seen" if account.protocol is not Protocol.POP3 else ", then keep on the server"
     else:
         text += ", then delete"
     if account.addresses:

@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 GRAPH_HOST = "graph.microsoft.com"
 GRAPH_PORT = 443
+# What a desk asks Entra ID for, per flow, when the admin names no scopes: the app's Graph
+# permissions as consented (Mail.ReadWrite, Mail.Send), or the signed-in mailbox's own
+# (MSAL adds offline_access for the refresh token itself).
+SCOPES = {"app": ["https://graph.microsoft.com/.default"],
+          "delegated": ["https://graph.microsoft.com/Mail.ReadWrite", "https://graph.microsoft.com/Mail.Send"]}
 # At most this many waits per request, none longer than MAX_WAIT_SECONDS: a poll or a send
 # must end in bounded time (the scheduler's next run, the sender's lease), so a longer
 # Retry-After gives up now and the next poll or outbox attempt comes back later.
@@ -65,6 +70,19 @@ def base_url(host: str | None, port: int | None) -> str:
 def user_path(mailbox: str) -> str:
     """/users/{id | userPrincipalName}, quoted (a UPN holds '@', fine; '/' or '#' never)."""
     return f"/users/{quote(mailbox, safe='@')}"
+
+
+def graph_grant_options(oauth2: dict) -> dict:
+    """The --oauth2-* options of `mail accounts add` / `mail servers add --protocol graph`:
+    Microsoft's provider, and Graph's scopes unless some were given."""
+    if not oauth2.get("oauth2_provider"):
+        raise GraphError("A Microsoft Graph mailbox signs in with OAuth2 only: give --oauth2-provider microsoft, "
+                         "--oauth2-tenant, --oauth2-client-id and --oauth2-client-secret-stdin.", temporary=False)
+    if oauth2["oauth2_provider"] != "microsoft":
+        raise GraphError("Microsoft Graph takes Microsoft 365 tokens: --oauth2-provider microsoft.", temporary=False)
+    if oauth2.get("oauth2_scopes"):
+        return oauth2
+    return dict(oauth2, oauth2_scopes=tuple(SCOPES[oauth2.get("oauth2_flow") or "app"]))
 
 
 @dataclass

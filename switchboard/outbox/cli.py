@@ -13,6 +13,7 @@ from flask.cli import AppGroup
 from sqlalchemy.exc import SQLAlchemyError
 
 from switchboard.cli import EX_TEMPFAIL, exit_database_unavailable, password_from_stdin
+from switchboard.graph import graph_grant_options
 from switchboard.oauth.cli import grant_from_options, oauth2_options
 from switchboard.db import db
 from switchboard.errors import DeskError
@@ -106,9 +107,12 @@ def _send_once(limit, batch, lease_seconds):
 
 @click.command("add")
 @click.option("--name", required=True, help="A name for the server (unique).")
-@click.option("--host", required=True)
-@click.option("--port", type=int, help="Default: 465 for tls, 587 for starttls, 25 for none.")
-@click.option("--security", type=click.Choice(["starttls", "tls", "none"]), default="starttls", show_default=True)
+@click.option("--protocol", type=click.Choice(["smtp", "graph"]), default="smtp", show_default=True,
+              help="graph: send as a Microsoft 365 mailbox through Microsoft Graph's sendMail (OAuth2 only).")
+@click.option("--host", help="Required for SMTP. Graph: default graph.microsoft.com.")
+@click.option("--port", type=int, help="Default: 465 for tls, 587 for starttls, 25 for none; 443 for Graph.")
+@click.option("--security", type=click.Choice(["starttls", "tls", "none"]),
+              help="Default: starttls (SMTP), tls (Graph, the only choice).")
 @click.option("--username", help="For AUTH; the password then comes from --password-stdin.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from one line of stdin.")
 @click.option("--from-address", required=True, help="The desk's address: From line and envelope sender.")
@@ -118,25 +122,30 @@ def _send_once(limit, batch, lease_seconds):
               help="PEM file of the CA to trust for this server (instead of the system's).")
 @click.option("--timeout", "timeout_seconds", type=click.IntRange(1, 600), default=30, show_default=True)
 @oauth2_options
-def add_server(name, host, port, security, username, password_stdin, from_address, from_name, priority,
-               trusted_ca, timeout_seconds, oauth2):
-    """Add an outgoing SMTP server. The password (or OAuth2 client secret) is read from stdin,
+def add_server(name, protocol, host, port, security, username, password_stdin, from_address, from_name,
+               priority, trusted_ca, timeout_seconds, oauth2):
+    """Add an outgoing SMTP server, or a Microsoft 365 mailbox sending through Microsoft Graph
+    (--protocol graph). The password (or OAuth2 client secret) is read from stdin,
     never from the command line."""
     from switchboard.outbox.servers import add_server as add
 
     password = None
-    if username and not password_stdin and not oauth2["oauth2_provider"]:
+    if protocol == "smtp" and not host:
+        raise click.ClickException("An SMTP server needs --host.")
+    if protocol == "smtp" and username and not password_stdin and not oauth2["oauth2_provider"]:
         raise click.ClickException("--username needs the password on stdin: add --password-stdin.")
     if password_stdin:
         password = password_from_stdin()
     try:
+        if protocol == "graph":
+            oauth2 = graph_grant_options(oauth2)
         grant = grant_from_options(oauth2, password_given=password is not None)
         if grant is not None and not username:
             raise click.ClickException("OAuth2 needs --username: the mailbox the desk sends as.")
         server = add(name, host, port=port, security=security, username=username, password=password,
                      from_address=from_address, from_name=from_name, priority=priority,
                      trusted_ca_pem=Path(trusted_ca).read_text() if trusted_ca else None,
-                     timeout_seconds=timeout_seconds, oauth_grant=grant)
+                     timeout_seconds=timeout_seconds, oauth_grant=grant, protocol=protocol)
         db.session.commit()
     except DeskError as exc:
         db.session.rollback()
@@ -186,4 +195,5 @@ def _where(server) -> str:
     # Only OAuth2 servers say so: password servers' lines read as they always did.
     grant = server.oauth_grant
     oauth = f", OAuth2 {grant.provider.value} {grant.flow.value}" if grant is not None else ""
-    return f"{server.security} {server.host}:{server.port}{auth}{ca}{oauth}"
+    kind = "graph " if server.protocol == "graph" else ""  # SMTP servers' lines read as they always did
+    return f"{kind}{server.security} {server.host}:{server.port}{auth}{ca}{oauth}"

@@ -40,7 +40,7 @@ def list_servers() -> list[OutgoingServer]:
 
 
 def add_server(name: str, host: str, *, from_address: str, port: int | None = None,
-               security: str = "starttls", username: str | None = None,
+               security: str | None = None, username: str | None = None,
                password: str | None = None, from_name: str | None = None, priority: int = 10,
                trusted_ca_pem: str | None = None, timeout_seconds: int = 30, protocol: str = "smtp",
                actor=None, oauth_grant=None) -> OutgoingServer:
@@ -60,6 +60,7 @@ def add_server(name: str, host: str, *, from_address: str, port: int | None = No
         if password or oauth_grant is None:
             raise InvalidInput("A Microsoft Graph server signs in with OAuth2 only: give its grant "
                                "(--oauth2-provider microsoft ...), no password.", field="oauth_grant")
+    security = security or "starttls"
     fields = _checked(None, bool(password), name=name, host=host, port=port, security=security,
                       username=username, from_address=from_address, from_name=from_name,
                       priority=priority, trusted_ca_pem=trusted_ca_pem,
