@@ -2,8 +2,11 @@
 settings (the client secret write-only), the grant's state and token expiry (never a
 token), and "Connect", the delegated flow's round trip through the provider's sign-in page."""
 
-from flask import flash, redirect, render_template, request, session, url_for
+from urllib.parse import urlsplit
 
+from flask import flash, make_response, redirect, render_template, request, session, url_for
+
+from portal.app import CONTENT_SECURITY_POLICY
 from portal.auth import current_person
 from portal.forms import attempt
 from portal.mail.blueprint import bp
@@ -60,9 +63,26 @@ def oauth2(account_id=None, server_id=None):
     if saved is not None:
         flash("OAuth2 settings saved." + (" Now connect it." if saved.flow.value == "delegated" else ""))
         return _back(kind, owner_id)
-    return render_template("mail/oauth2.html", form=form, owner=owner, kind=kind, grant=grant,
-                           state=state_words(grant), page_url=_url(kind, owner_id),
-                           connect_url=_url(kind, owner_id, "_connect")), (422 if form.is_submitted() else 200)
+    response = make_response(render_template(
+        "mail/oauth2.html", form=form, owner=owner, kind=kind, grant=grant, state=state_words(grant),
+        page_url=_url(kind, owner_id), connect_url=_url(kind, owner_id, "_connect")),
+        422 if form.is_submitted() else 200)
+    _allow_connect(response, grant)
+    return response
+
+
+def _allow_connect(response, grant) -> None:
+    """The page's policy lets its Connect form lead to the provider's sign-in page (browsers
+    apply form-action to where a form's answer redirects) and nowhere else."""
+    if grant is None or grant.flow.value != "delegated":
+        return
+    try:
+        target = urlsplit(connect.endpoints(grant).authorize)
+    except InvalidInput:
+        return
+    if target.scheme == "https" and target.netloc:
+        response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "form-action 'self'", f"form-action 'self' https://{target.netloc}")
 
 
 @bp.post("/accounts/<int:account_id>/oauth2/connect", endpoint="account_oauth2_connect")
