@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from switchboard.blobs import digest, store as blob_store
 from switchboard.db import db, utcnow
-from switchboard.inbound.bounds import bound_head
+from switchboard.inbound.bounds import MAX_HEADER_LINES, bound_head
 from switchboard.inbound.models import (
     IncomingAccount, IncomingAddress, InboundMessage, InboundStatus, MessageClaim,
 )
@@ -67,7 +67,9 @@ def _body(raw: bytes) -> bytes:
     if b"\n" not in raw:
         raw = raw.replace(b"\r", b"\n")  # bare CR line ends, old Mac style
     at, end, first = 0, len(raw), True
-    while at < end:
+    for _ in range(MAX_HEADER_LINES):  # bounded as the header is (this answers the MTA)
+        if at >= end:
+            return b""
         stop = raw.find(b"\n", at)
         stop = end if stop == -1 else stop
         line = raw[at:stop].rstrip(b"\r")
@@ -77,7 +79,7 @@ def _body(raw: bytes) -> bytes:
             return raw[at:]
         first = False
         at = stop + 1
-    return b""
+    return raw[at:]  # past the header's bound, the rest counts as body
 
 
 def _normalise(data: bytes) -> bytes:
