@@ -7,6 +7,7 @@ grant (an admin must act: never retried) or the provider could not be reached (r
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -149,7 +150,7 @@ def _microsoft(grant: OAuthGrant, secrets: Secrets) -> Tokens:
     # A test (or a sovereign cloud) names its own authority; otherwise Entra ID's, per tenant.
     authority = grant.token_endpoint or MICROSOFT_AUTHORITY.format(tenant=grant.tenant_id or "organizations")
     app = msal.ConfidentialClientApplication(
-        grant.client_id, client_credential=secrets.client_secret, authority=authority,
+        grant.client_id, client_credential=_microsoft_credential(secrets.client_secret), authority=authority,
         http_client=_session(secrets),
         instance_discovery=bool(grant.token_endpoint is None), token_cache=msal.TokenCache())
     if grant.flow is Flow.APP:
@@ -159,6 +160,20 @@ def _microsoft(grant: OAuthGrant, secrets: Secrets) -> Tokens:
     if "access_token" not in result:
         raise _refused_or_unavailable(result.get("error", "error"), result.get("error_description", "")[:500])
     return _tokens(result)
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _microsoft_credential(secret: str | None):
+    """A client secret, or a certificate: one PEM holding the private key and the
+    certificate registered with the app (MSAL signs a client assertion with it)."""
+    if secret and "PRIVATE KEY-----" in secret:
+        certificate = _PEM_CERTIFICATE.search(secret)
+        if certificate is None:
+            raise GrantRefused("invalid_client", "the key file has a private key but no certificate")
+        return {"private_key": secret, "public_certificate": certificate.group(0)}
+    return secret
 
 
 def _google(grant: OAuthGrant, secrets: Secrets) -> Tokens:

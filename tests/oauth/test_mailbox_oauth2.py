@@ -229,3 +229,17 @@ def test_google_delegated_refresh_through_google_auth(desk, provider, oauth_dove
     kept = secrets.decrypt(db.session.get(OAuthGrant, account.oauth_grant_id).refresh_token_encrypted)
     assert kept == next(g for g in provider.grants if g.username == email).refresh_token, \
         "a refresh token Google rotated was not kept"
+
+
+def test_microsoft_client_credentials_with_a_certificate_through_msal(desk, provider, oauth_dovecot):
+    """The app proves itself with a certificate instead of a secret: MSAL signs a client
+    assertion (RFC 7523) that the tests' server checks against the registered certificate."""
+    email = _mailbox(oauth_dovecot)
+    client_id, key_and_certificate = provider.add_certificate_client(mailbox=email)
+    grant = new_grant(provider="microsoft", flow="app", client_id=client_id, client_secret=key_and_certificate,
+                      tenant_id="tenant-1", token_endpoint=f"{provider.base_url}/tenant-1")
+    account = _account(oauth_dovecot, email, grant, Protocol.IMAP)
+    oauth_dovecot.append(email, _mail(1))
+    result = poll_account(account.id)
+    assert result.ok, result.error
+    assert _stored(account) == 1

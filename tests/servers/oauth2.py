@@ -52,6 +52,7 @@ class OAuth2Server:
     revoked_mailboxes: set[str] = field(default_factory=set)
     codes: dict[str, dict] = field(default_factory=dict)  # authorization code -> what it was issued for
     service_accounts: dict[str, bytes] = field(default_factory=dict)  # client_email -> public key (PEM)
+    certificates: dict[str, object] = field(default_factory=dict)  # client_id -> its certificate's public key
 
     def __post_init__(self):
         self.port = free_ports(1)[0]
@@ -145,6 +146,8 @@ class OAuth2Server:
                     return self._service_account_token(form.get("assertion", ""))
                 client_id = form.get("client_id") or (request.authorization.username if request.authorization else None)
                 secret = form.get("client_secret") or (request.authorization.password if request.authorization else None)
+                if form.get("client_assertion"):  # RFC 7523 section 2.2: a certificate's signed assertion
+                    secret = self._client_by_assertion(client_id, form["client_assertion"])
                 if client_id not in self.clients or self.clients[client_id] != secret:
                     return error("invalid_client", "unknown client or wrong secret", 401)
                 kind = form.get("grant_type")
@@ -218,6 +221,41 @@ class OAuth2Server:
                            subject_types_supported=["pairwise"], id_token_signing_alg_values_supported=["RS256"])
 
         return app
+
+    def add_certificate_client(self, mailbox: str) -> tuple[str, str]:
+        """A client that proves itself with a certificate (Microsoft's client-credentials flow
+        with a certificate): its id, and one PEM with the private key and the certificate."""
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "switchboard desk")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                       .serial_number(x509.random_serial_number()).not_valid_before(now)
+                       .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+        client_id = f"client-{secrets.token_hex(4)}"
+        with self.lock:
+            self.clients[client_id] = f"certificate:{client_id}"
+            self.mailbox_of_client[client_id] = mailbox
+            self.certificates[client_id] = key.public_key()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+        return client_id, pem + certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+    def _client_by_assertion(self, client_id: str | None, assertion: str) -> str | None:
+        import jwt
+
+        try:
+            claims = jwt.decode(assertion, self.certificates[client_id], algorithms=["PS256", "RS256"],
+                                options={"verify_aud": False})
+        except (KeyError, jwt.PyJWTError):
+            return None
+        return self.clients.get(client_id) if claims.get("iss") == client_id == claims.get("sub") else None
 
     def _service_account_token(self, assertion: str):
         """RFC 7523: a JWT signed by a service account, acting for the user in `sub`
