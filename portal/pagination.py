@@ -102,14 +102,23 @@ class KeysetPage:
 def keyset_paginate(query, columns: tuple, page_size: int, *, options=()) -> KeysetPage:
     """The page of `query` (without an ORDER BY) that `?after=` or `?before=` names, the
     first page without either, sorted by `columns` newest first. `options` are loader
-    options for the shown rows (what the list template reads of each)."""
+    options for the shown rows (what the list template reads of each). A `?page=` number
+    (a bookmark from before) still gives that page, the slow way (OFFSET)."""
     after, before = position_arg("after"), position_arg("before")
-    if after and before:
+    # A page number from a link made before lists paged by position: still that page.
+    page = _page_number(request.args.get("page", ""))
+    if after and before or page > 1 and (after or before):
         abort(404)
     total = count(query)
     newest_first = [c.desc() for c in columns]
     shown = query.options(*options)
-    if before is not None:
+    if page > 1:
+        rows = db.session.scalars(
+            shown.order_by(*newest_first).offset((page - 1) * page_size).limit(page_size + 1)
+        ).all()
+        more_before, more_after = True, len(rows) > page_size
+        items = rows[:page_size]
+    elif before is not None:
         # The page just before: read backwards from the position, then put it in order.
         rows = db.session.scalars(
             shown.where(before_in_order(columns, before)).order_by(*columns).limit(page_size + 1)

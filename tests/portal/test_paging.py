@@ -110,8 +110,9 @@ def test_the_call_list_pages_by_position_with_every_call_once_in_order(login, pe
     previous = _next(last, "prev")
     assert "q=Ticket" in previous and "status=all" in previous
     assert TICKET.findall(portal.get(previous).get_data(as_text=True)) == pages[1][1]
-    # A bookmarked page is the same page later.
+    # A bookmarked page is the same page later, and so is one bookmarked by number before.
     assert TICKET.findall(portal.get(pages[1][0]).get_data(as_text=True)) == pages[1][1]
+    assert TICKET.findall(portal.get("/calls/?status=all&q=Ticket&page=2").get_data(as_text=True)) == pages[1][1]
     first = portal.get(pages[0][0]).get_data(as_text=True)
     assert _next(first, "prev") is None and "Newest" not in first.split('class="pager"', 1)[1]
 
@@ -130,7 +131,7 @@ def test_a_call_updated_while_paging_moves_to_the_top_and_is_not_shown_twice(log
 
 
 @pytest.mark.parametrize("query", ["after=x", "after=1-0", "before=12", "after=1-99999999999",
-                                   "after=1-1&before=1-1", "after=" + "9" * 19 + "-1"])
+                                   "after=1-1&before=1-1", "after=" + "9" * 19 + "-1", "page=2&after=1-1"])
 def test_a_list_position_that_is_not_one_is_a_404(login, query):
     assert login("anna").get(f"/calls/?{query}").status_code == 404
 
