@@ -2,6 +2,7 @@
 levels and their recipients). Admins only: the admin blueprint's check covers every route here;
 the services (switchboard.slm.admin) check again and validate before changing anything."""
 
+import sqlalchemy as sa
 from flask import flash, redirect, render_template, url_for
 from wtforms.fields.choices import SelectChoice
 
@@ -10,8 +11,10 @@ from portal.admin.views import bp
 from portal.auth import current_person
 from portal.forms import attempt, group_choices
 from switchboard.calls.admin import priorities
+from switchboard.db import db
 from switchboard.errors import InvalidInput
-from switchboard.people.services import analysts
+from switchboard.people.models import Group, Person
+from switchboard.people.services import analysts, groups
 from switchboard.slm import admin
 from switchboard.slm.admin import LevelSpec
 from switchboard.slm.calendars import format_spans
@@ -77,13 +80,21 @@ def _sla_page(sla):
     teams = group_choices("— no group —")
     for row in list(form.response_levels) + list(form.fix_levels):
         row.form.person.choices, row.form.group.choices = people, teams
-    saved = attempt(form, lambda: admin.save_sla(
-        current_person(), form.name.data,
-        calendar_id=_calendar_id(form.calendar.data),
-        targets={p.id: (_seconds(row.form.response_minutes.data), _seconds(row.form.fix_minutes.data))
-                 for p, row in zip(rows, form.targets)},
-        levels={Target.RESPONSE: _levels(form.response_levels), Target.FIX: _levels(form.fix_levels)},
-        is_default=form.is_default.data, active=form.active.data, sla=sla))
+    form.groups.choices = [SelectChoice(str(g.id), g.name) for g in groups()]
+
+    def save():
+        saved = admin.save_sla(
+            current_person(), form.name.data,
+            calendar_id=_calendar_id(form.calendar.data),
+            targets={p.id: (_seconds(row.form.response_minutes.data), _seconds(row.form.fix_minutes.data))
+                     for p, row in zip(rows, form.targets)},
+            levels={Target.RESPONSE: _levels(form.response_levels), Target.FIX: _levels(form.fix_levels)},
+            is_default=form.is_default.data, active=form.active.data, sla=sla)
+        admin.set_sla_users(current_person(), saved, [_id(g, "groups") for g in form.groups.data or []],
+                            (form.customers.data or "").splitlines())
+        return saved
+
+    saved = attempt(form, save)
     if saved is not None:
         flash(f"SLA {saved.name} saved.")
         return redirect(url_for("admin.calendars"), code=303)
@@ -115,11 +126,11 @@ def _levels(rows) -> list[LevelSpec]:
     return out
 
 
-def _id(value):
+def _id(value, field="levels"):
     if not value:
         return None
     if not value.isdigit():
-        raise InvalidInput("Choose from the list.", field="levels")
+        raise InvalidInput("Choose from the list.", field=field)
     return int(value)
 
 
@@ -138,7 +149,12 @@ def _sla_data(sla, rows) -> dict:
         target = sla.target_for(priority.id)
         targets.append({"response_minutes": target.response_seconds // 60 if target and target.response_seconds else None,
                         "fix_minutes": target.fix_seconds // 60 if target and target.fix_seconds else None})
-    return {"name": sla.name, "calendar": str(sla.calendar_id or ""), "is_default": sla.is_default,
+    users = {
+        "groups": [str(i) for i in db.session.scalars(sa.select(Group.id).where(Group.default_sla_id == sla.id))],
+        "customers": "\n".join(db.session.scalars(
+            sa.select(Person.email).where(Person.default_sla_id == sla.id).order_by(Person.email))),
+    }
+    return {**users, "name": sla.name, "calendar": str(sla.calendar_id or ""), "is_default": sla.is_default,
             "active": sla.active, "targets": targets,
             "response_levels": (levels[Target.RESPONSE] + [{}] * LEVEL_ROWS)[:LEVEL_ROWS],
             "fix_levels": (levels[Target.FIX] + [{}] * LEVEL_ROWS)[:LEVEL_ROWS]}

@@ -5,7 +5,7 @@ from wtforms import BooleanField, Form, FormField, IntegerField, SelectField, St
 from wtforms.fields import FieldList
 from wtforms.validators import Length, NumberRange, Optional
 
-from portal.forms import DeskForm
+from portal.forms import CheckboxesField, DeskForm
 from switchboard.slm.calendars import WEEKDAYS
 
 LEVEL_ROWS = 5  # per target; the breach (100%) is added when no row says 100
@@ -44,6 +44,9 @@ class SlaForm(DeskForm):
     name = StringField("Name", validators=[Length(max=80)])
     calendar = SelectField("Calendar", validate_choice=False)  # checked by _calendar_id
     is_default = BooleanField("The desk's default SLA (for calls whose customer and group name none)")
+    groups = CheckboxesField("The default SLA of these groups' calls", validate_choice=False)
+    customers = TextAreaField("The default SLA of these customers' calls (one address a line; before a group's)",
+                              validators=[Length(max=100_000)])
     active = BooleanField("Active", default=True)
     targets = FieldList(FormField(TargetRow), min_entries=4, max_entries=10)
     response_levels = FieldList(FormField(LevelRow), min_entries=LEVEL_ROWS, max_entries=LEVEL_ROWS)

@@ -166,6 +166,35 @@ def set_default_sla(actor, owner, sla: Sla | None) -> None:
     db.session.flush()
 
 
+MAX_CUSTOMERS = 1000  # listed on one SLA's page
+
+
+def set_sla_users(actor, sla: Sla, group_ids, customer_emails) -> None:
+    """Makes `sla` the default of exactly these groups and customers: those listed get it,
+    those that had it and are no longer listed get none (the desk's default then applies)."""
+    from switchboard.people.models import Group, Person
+    from switchboard.people.services import find_person
+
+    require(actor, "admin")
+    emails = [e.strip() for e in customer_emails if e and e.strip()]
+    if len(emails) > MAX_CUSTOMERS:
+        raise InvalidInput(f"At most {MAX_CUSTOMERS} customers here; give the rest a group's SLA.", field="customers")
+    customers = []
+    for email in emails:
+        person = find_person(email)
+        if person is None:
+            raise InvalidInput(f"Nobody has the address {email}.", field="customers")
+        customers.append(person)
+    groups = [db.session.get(Group, gid) for gid in set(group_ids)]
+    if any(g is None for g in groups):
+        raise InvalidInput("There is no such group.", field="groups")
+    for model, chosen in ((Group, groups), (Person, customers)):
+        db.session.execute(sa.update(model).where(model.default_sla_id == sla.id).values(default_sla_id=None))
+        for owner in chosen:
+            owner.default_sla_id = sla.id
+    db.session.flush()
+
+
 def _check_recipients(spec: LevelSpec) -> None:
     from switchboard.people.models import Group, Person
 

@@ -76,3 +76,23 @@ def test_calls_show_their_sla_my_work_sorts_by_due_and_escalations_are_on_the_ti
     assert "Standard" in page and "Fix due" in page and "SLA level 1" in page
     assert "SLA escalation level 1: 50% of the fix target used" in page
     assert later.fix_due_at > sooner.fix_due_at
+
+
+def test_an_sla_page_names_the_groups_and_customers_that_get_it(login, people):
+    from switchboard.slm import admin
+
+    sla = admin.save_sla(people["admin"], "Gold", targets={3: (None, 3600)})
+    db.session.commit()
+    portal = login("admin")
+    response = portal.post(f"/admin/slas/{sla.id}", {"name": "Gold", "active": "y", "targets-2-fix_minutes": "60",
+                                                    "groups": [str(people["network"].id)],
+                                                    "customers": "carol@example.org\n"})
+    assert response.status_code == 303, response.get_data(as_text=True)
+    db.session.expire_all()
+    assert people["network"].default_sla_id == sla.id and people["carol"].default_sla_id == sla.id
+    assert log_call(people["anna"], "VPN down", customer=people["carol"]).sla == sla
+
+    response = portal.post(f"/admin/slas/{sla.id}", {"name": "Gold", "active": "y", "customers": "nobody@example.org"})
+    assert response.status_code == 422 and "Nobody has the address nobody@example.org" in response.get_data(as_text=True)
+    db.session.expire_all()
+    assert people["carol"].default_sla_id == sla.id  # nothing changed
