@@ -36,6 +36,10 @@ def job_is_stale(row: JobHeartbeat, now: datetime) -> bool:
 
 
 def account_alarm(account: IncomingAccount, now: datetime) -> bool:
+    """Failing for an hour, or at once when its OAuth2 grant needs reconnecting: the desk
+    does not try that one again until an admin acts, so waiting cannot help."""
+    if account.active and account_state(account) == "needs-reconnecting":
+        return True
     return (account.active and account.failing_since is not None
             and now - account.failing_since >= ACCOUNT_FAILING)
 
@@ -70,7 +74,7 @@ def desk_health(now: datetime | None = None) -> dict:
     accounts = []
     polled = db.session.scalars(
         sa.select(IncomingAccount)
-        .where(IncomingAccount.protocol.in_([Protocol.IMAP, Protocol.POP3]))
+        .where(IncomingAccount.protocol != Protocol.LMTP)  # every mailbox the desk reads itself
         .order_by(IncomingAccount.name)
     ).all()
     for account in polled:

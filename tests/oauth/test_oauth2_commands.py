@@ -81,3 +81,23 @@ def test_an_oauth2_smtp_server_added_from_a_script(desk, provider):
     assert server.oauth_grant.tenant_id == "contoso.onmicrosoft.com" and not server.password_encrypted
     line = _run(desk, ["mail", "servers", "list"]).output.splitlines()[0]
     assert line.endswith("\tactive") and "OAuth2 microsoft app" in line
+
+
+def test_desk_health_alarms_at_once_for_a_mailbox_that_needs_reconnecting(desk, provider, oauth_dovecot):
+    import json
+
+    email = f"health{next(_scripts)}-{os.getpid()}@example.test"
+    client_id, secret = provider.add_client(mailbox=email)
+    added = _run(desk, ["mail", "accounts", "add", "--name", "watched", "--protocol", "imap",
+                        "--host", oauth_dovecot.host, "--port", str(oauth_dovecot.ports.imaps),
+                        "--trusted-ca", str(oauth_dovecot.ca_path), "--username", email, "--after", "seen",
+                        "--oauth2-provider", "generic", "--oauth2-client-id", client_id,
+                        "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", provider.token_endpoint],
+                 stdin=secret + "\n")
+    assert added.exit_code == 0, added.output
+    provider.revoke(email)
+    _run(desk, ["mail", "poll", "--account", "watched"])
+    health = _run(desk, ["desk", "health", "--json"])
+    assert health.exit_code & 2, health.output
+    accounts = json.loads(health.output)["accounts"]
+    assert next(a for a in accounts if a["account"] == "watched")["state"] == "needs-reconnecting"
