@@ -38,6 +38,28 @@ def poll(account: IncomingAccount, credentials: Credentials, result: PollResult)
         _Folder(client, account, result).poll()
 
 
+def describe_folders(account: IncomingAccount, credentials: Credentials, result: PollResult) -> str:
+    """For the admin's "test connection": signs in and finds the folders; reads and changes nothing."""
+    result.step = "connect"
+    with GraphClient(host=account.host, port=account.port, grant_id=credentials.grant_id,
+                     mailbox=account.username or "", ca_pem=account.trusted_ca_pem,
+                     timeout=account.timeout_seconds) as client:
+        folders = _Folder(client, account, result)
+        result.step = f"finding folder {account.folder!r}"
+        folders.folder_id(account.folder, create=False)
+        found = f"The folder {account.folder} exists."
+        if account.after_processing is AfterProcessing.MOVE:
+            result.step = f"finding folder {account.processed_folder!r}"
+            try:
+                folders.folder_id(account.processed_folder, create=False)
+                found += f" The processed folder {account.processed_folder} exists."
+            except GraphError as exc:
+                if exc.status != 404:
+                    raise
+                found += f" The processed folder {account.processed_folder} will be created on the first poll."
+    return found
+
+
 class _Folder:
     def __init__(self, client: GraphClient, account: IncomingAccount, result: PollResult):
         self.client, self.result = client, result

@@ -1,11 +1,11 @@
 """Test connection for an incoming account: log in to the mailbox the way the
-poller does (receiver.imap / receiver.pop3, same TLS checks, the account's
+poller does (receiver.imap / receiver.pop3 / receiver.graph, same TLS checks, the account's
 timeout), look at the folder without touching a message, log out, and say
 what was found or what went wrong, in the words the poller would record."""
 
 from dataclasses import dataclass
 
-from receiver import imap, pop3
+from receiver import graph, imap, pop3
 from receiver.poll import PollResult, describe_error
 from receiver.signin import credentials_for
 from switchboard.inbound.models import AfterProcessing, IncomingAccount, Protocol
@@ -30,6 +30,8 @@ def check_connection(account: IncomingAccount) -> ConnectionReport:
         credentials = credentials_for(account)
         if account.protocol is Protocol.IMAP:
             found = _imap(account, credentials, result)
+        elif account.protocol is Protocol.GRAPH:
+            found = graph.describe_folders(account, credentials, result)
         else:
             found = _pop3(account, credentials, result)
     except Exception as exc:  # every failure becomes the admin's message

@@ -207,3 +207,20 @@ def test_an_expired_delta_link_reads_the_folder_again_without_storing_anything_t
     assert graph.count("delta", status=410) == 1
     assert (result.stored, result.duplicates) == (1, 0)
     assert len(stored_subjects(account.id)) == 5
+
+
+def test_test_connection_signs_in_and_finds_the_folders_without_reading_a_message(desk, graph, entra, mailbox,
+                                                                                  server_tls):
+    from portal.mail.connection import check_connection
+
+    account = graph_account(graph, entra, mailbox, server_tls)
+    graph.append(mailbox, mail("Untouched"))
+    report = check_connection(account)
+    assert report.ok, report.message
+    assert "The folder INBOX exists. The processed folder Processed will be created on the first poll." \
+        in report.message
+    assert graph.count("value") == 0 and graph.count("delta") == 0 and len(graph.messages(mailbox)) == 1
+    assert graph.messages(mailbox, "Processed") == []  # nothing made either
+    graph.refuse_tokens = True
+    report = check_connection(db.session.get(IncomingAccount, account.id))
+    assert not report.ok and "needs reconnecting" in report.message
