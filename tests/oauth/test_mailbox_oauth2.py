@@ -243,3 +243,22 @@ def test_microsoft_client_credentials_with_a_certificate_through_msal(desk, prov
     result = poll_account(account.id)
     assert result.ok, result.error
     assert _stored(account) == 1
+
+
+@pytest.mark.parametrize("protocol", [Protocol.IMAP, Protocol.POP3], ids=["imap", "pop3"])
+def test_oauthbearer_when_the_server_offers_only_it(desk, provider, oauth_dovecot, protocol, monkeypatch):
+    """RFC 7628's OAUTHBEARER, as a server that does not offer XOAUTH2 gets it (Dovecot offers
+    both; the advertised list the desk reads is cut to OAUTHBEARER)."""
+    from switchboard.oauth import sasl
+
+    offered = []
+    choose = sasl.choose
+    monkeypatch.setattr(sasl, "choose", lambda advertised: offered.append(list(advertised)) or
+                        choose([m for m in advertised if str(m).upper() != sasl.XOAUTH2]))
+    email = _mailbox(oauth_dovecot)
+    account = _account(oauth_dovecot, email, _app_grant(provider, email), protocol)
+    oauth_dovecot.append(email, _mail(1))
+    result = poll_account(account.id)
+    assert result.ok, result.error
+    assert any("XOAUTH2" in [str(m).upper() for m in o] for o in offered), offered
+    assert any("method=OAUTHBEARER" in line and email in line for line in oauth_dovecot.log_lines())
