@@ -50,6 +50,12 @@ def test_a_call_logged_on_friday_afternoon_is_due_on_monday(people, make_sla, of
     assert call.fix_due_at == london(2026, 6, 15, 11, 0)
 
 
+def test_across_the_dst_change_in_london(people, make_sla, office):
+    make_sla(calendar_id=office.id, fix=2 * 3600)
+    call = log_at(london(2026, 3, 27, 16, 0), people)  # Friday, GMT; the clocks go forward on Sunday
+    assert call.fix_due_at == london(2026, 3, 30, 10, 0)  # Monday 10:00 BST (09:00 UTC)
+
+
 def test_across_the_dst_change_in_new_york(people, make_sla):
     calendar = admin.save_calendar(people["admin"], "NYC", "America/New_York", {d: "09:00-17:00" for d in range(5)})
     make_sla(calendar_id=calendar.id, fix=2 * 3600)
