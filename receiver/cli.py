@@ -161,8 +161,13 @@ def ingest(files, account_name, recipient, sender):
                 with open(name, "rb") as source:
                     if pipe.starts_like_mbox(source.read(8)):
                         source.seek(0)
-                        status = worst(status, _ingest_mbox(label, pipe.mbox_messages(source, limit), one, worst))
-                        continue
+                        messages = pipe.mbox_messages(source, limit)
+                        first, second = next(messages, None), next(messages, None)
+                        if second is not None:
+                            status = worst(status, _ingest_mbox(
+                                label, itertools.chain((first, second), messages), one, worst))
+                            continue
+                    # One message (after its From line or not): stored as the file holds it.
                     source.seek(0)
                     raw = source.read(limit + 1)
         except OSError as exc:
@@ -174,12 +179,9 @@ def ingest(files, account_name, recipient, sender):
 
 
 def _ingest_mbox(label: str, messages, one, worst) -> int:
-    """Each message of an mbox file, as `<file>#<n>`; a file with one message reads as before."""
-    first, second = next(messages, None), next(messages, None)
-    if second is None:
-        return one(label, first if first is not None else b"")
+    """Each message of an mbox file, as `<file>#<n>`, then a line saying how many there were."""
     status, count = 0, 0
-    for count, raw in enumerate(itertools.chain((first, second), messages), start=1):
+    for count, raw in enumerate(messages, start=1):
         status = worst(status, one(f"{label}#{count}", raw))
     click.echo(f"{label}: an mbox file of {count} messages: each ingested on its own (above, as {label}#N)")
     return status

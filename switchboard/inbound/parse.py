@@ -30,6 +30,9 @@ from switchboard.inbound.body import Body, choose_body
 from switchboard.inbound.bounds import MAX_HEADER_CHARS, MAX_HTML_DEPTH, bound_head, limit_html_depth
 from switchboard.inbound.flowed import deletes_space, is_flowed, unflow
 from switchboard.inbound.html import html_to_text, sanitize_html, tidy_text
+from switchboard.inbound.mime import (
+    MimeReader, body_bytes, decode_transfer, original_bytes, split_head, strip_leading, transfer_encoding,
+)
 
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_FILENAME_LENGTH = 150
@@ -196,8 +199,10 @@ def _decode_encoded_word(encoding: str, text: str) -> bytes | None:
         return None
 
 
-def decode_header_text(value: str | None, fallback_charset: str | None = None) -> str:
-    """Decode a header value for display: RFC 2047 words, raw 8-bit, folding; one line."""
+def decode_header_text(value: str | None, fallback_charset: str | None = None, *,
+                       keep_controls: bool = False) -> str:
+    """Decode a header value for display: RFC 2047 words, raw 8-bit, folding; one line.
+    Control characters are dropped, unless kept for the caller to replace (file names)."""
     if not value:
         return ""
     value = _unescape_surrogates(_FOLDING.sub("", str(value)[:MAX_HEADER_CHARS]), fallback_charset)
@@ -226,7 +231,7 @@ def decode_header_text(value: str | None, fallback_charset: str | None = None) -
     flush()
     pieces.append(value[position:])
     text = "".join(pieces)
-    return _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
+    return _WHITESPACE.sub(" ", text if keep_controls else _CONTROL.sub("", text)).strip()
 
 
 _ANGLE_ID = re.compile(r"<([^<>\s]+)>")
@@ -366,18 +371,20 @@ def _addresses_from_header(msg: Message, name: str, fallback_charset: str | None
 # ---------------------------------------------------------------------------------------------
 # Attachments
 
+# Path separators and what Windows refuses in a name: each replaced, so the whole name stays.
 _UNSAFE_FILENAME_CHARS = re.compile(r'[\\/:*?"<>|]')
+# Control characters, and the bidirectional controls that make "gpj.exe" read as "exe.jpg".
+_FILENAME_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\.|$)", re.IGNORECASE)
 
 
 def sanitize_filename(name: str | None, content_type: str = "application/octet-stream") -> str:
-    """A file name safe to store and offer for download: no paths, no control characters."""
-    name = name or ""
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(
-        ch for ch in unicodedata.normalize("NFC", name)
-        if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-    )
+    """A file name safe to store and offer for download: the whole name the sender gave (a
+    subject such as "[Fwd: 100Mbit/s link]" is not a path), with path separators and control
+    characters replaced by "_", and no characters that show nothing."""
+    name = unicodedata.normalize("NFC", name or "")
+    name = _FILENAME_CONTROLS.sub("_", _WHITESPACE.sub(" ", name))
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cf", "Cs", "Co", "Cn", "Zl", "Zp"))
     name = _UNSAFE_FILENAME_CHARS.sub("_", name)
     name = _WHITESPACE.sub(" ", name).strip().lstrip(".").strip()
     if not name:
@@ -440,20 +447,16 @@ def _repair_multipart(part: Message, content_type: str) -> list | None:
     boundary = max(counts, key=lambda key: (counts[key], len(key)))
     if '"' in boundary or "\\" in boundary:
         return None
-    rebuilt = (f'Content-Type: {content_type}; boundary="{boundary}"\n\n' + payload).encode(
-        "utf-8", "surrogateescape")
+    head = f'Content-Type: {content_type}; boundary="{boundary}"\n\n'.encode("utf-8", "surrogateescape")
     try:
-        repaired = BytesParser(policy=email.policy.compat32).parsebytes(rebuilt)
+        repaired = MimeReader(email.policy.compat32, MAX_MIME_PARTS, MAX_MIME_DEPTH).read(
+            head, body_bytes(part))
     except Exception:
         return None
     children = repaired.get_payload()
     if isinstance(children, list) and children:
         return children
     return None
-
-
-_DECODABLE_CTE = {"", "7bit", "8bit", "binary", "base64", "quoted-printable",
-                  "x-uuencode", "uuencode", "uue", "x-uue"}
 
 
 @dataclass
@@ -543,7 +546,7 @@ class _Walker:
                 if match and match.group(1).strip().startswith(name) and "=?" not in match.group(1):
                     name = match.group(1).strip()
                     break
-        return decode_header_text(name, self.fallback_charset) or None
+        return decode_header_text(name, self.fallback_charset, keep_controls=True) or None
 
     def _content_id(self, part: Message) -> str | None:
         try:
@@ -556,33 +559,15 @@ class _Walker:
         return value[1:-1].strip() if value.startswith("<") and value.endswith(">") else value or None
 
     def _payload(self, part: Message, collected: _Collected, what: str) -> bytes:
-        try:
-            cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-        except Exception:
-            cte = ""
-        if cte not in _DECODABLE_CTE:
-            collected.warnings.append(f"unknown transfer encoding {cte!r} in {what}: kept as is")
-        try:
-            data = part.get_payload(decode=True)
-        except Exception:
-            data = None
-        if data is None:
-            raw = part.get_payload()
-            if isinstance(raw, str):
-                data = raw.encode("utf-8", "surrogateescape")
-            else:
-                data = b""
-        return data
+        """The part's bytes as the sender encoded them (inbound.mime decodes; the token of
+        the transfer encoding is read whatever its case or the blanks around it)."""
+        return decode_transfer(body_bytes(part), transfer_encoding(part), collected.warnings, what)
 
     def _estimated_size(self, part: Message) -> int:
         payload = part.get_payload()
         if not isinstance(payload, str):
             return 0
-        try:
-            cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
-        except Exception:
-            cte = ""
-        return len(payload) * 3 // 4 if cte == "base64" else len(payload)
+        return len(payload) * 3 // 4 if transfer_encoding(part) == "base64" else len(payload)
 
     def _text(self, part: Message, collected: _Collected, what: str) -> str:
         data = self._payload(part, collected, what)
@@ -592,6 +577,8 @@ class _Walker:
             charset = None
         declared = _codec_names(charset)
         text = decode_bytes(data, charset, fallback=self.fallback_charset)
+        if "\r" in text:  # parts keep their bytes (CRLF included); text is read with LF line ends
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         if charset and not declared and charset.lower() not in _UNKNOWN_CHARSETS:
             collected.warnings.append(f"unknown charset {charset!r} in {what}: guessed")
         return text
@@ -680,7 +667,8 @@ class _Walker:
         payload = part.get_payload()
         if content_type in ("message/rfc822", "message/global") and isinstance(payload, list) and payload:
             inner = payload[0]
-            data = _message_bytes(inner)
+            # The attached message as it was sent (decoded first when it was encoded).
+            data = original_bytes(inner) or _message_bytes(inner)
             if not filename:
                 try:
                     subject = decode_header_text(inner.get("Subject", ""), self.fallback_charset)
@@ -826,7 +814,7 @@ def _build(msg: Message, raw: bytes, max_attachment_bytes: int, warnings: list[s
 def read_headers(raw: bytes) -> list[tuple[str, str]]:
     """The message's own header fields, bounded and decoded, without reading its body: what an
     admin is shown of a message that was too costly to read whole."""
-    head = bound_head(_normalise_line_endings(raw).partition(b"\n\n")[0])[0]
+    head = bound_head(_normalise_line_endings(strip_leading(raw)[0]).partition(b"\n\n")[0])[0]
     msg = BytesParser(policy=email.policy.compat32).parsebytes(head + b"\n\n", headersonly=True)
     return [(_CONTROL.sub("", str(name)).strip(), decode_header_text(str(value)))
             for name, value in msg.raw_items()]
@@ -881,21 +869,6 @@ _CACHED_HEADER_MAX = 512
 _MODERN_POLICY = _ReusingPolicy()
 
 
-def _single_part(normalised: bytes, policy) -> Message | None:
-    """Most mail is one text part: its headers parsed, its body taken whole. The email
-    package feeds a body through its parser line by line, which was most of the cost of
-    reading such a mail; the result is the same. None where the full parser is needed."""
-    head, separator, body = normalised.partition(b"\n\n")
-    if not separator or b"multipart/" in head.lower() or b"message/" in head.lower():
-        return None
-    msg = BytesParser(policy=policy).parsebytes(head + b"\n\n", headersonly=True)
-    if msg.get_payload() or msg.get_content_maintype() in ("multipart", "message"):
-        return None  # a line in the head that is not a header: let the parser decide what it is
-    # As the parser keeps a body: bytes as ASCII with the rest escaped, decoded per charset later.
-    msg.set_payload(body.decode("ascii", "surrogateescape"))
-    return msg
-
-
 def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES) -> ParsedMessage:
     """Parse one raw mail. Raises only TypeError for input that is not bytes."""
     if isinstance(raw, (bytearray, memoryview)):
@@ -904,23 +877,31 @@ def parse_message(raw: bytes, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
         raise TypeError(f"parse_message needs bytes, not {type(raw).__name__}")
     if not raw.strip():
         return ParsedMessage(warnings=("empty message",), raw=raw)
-    # Before any stdlib parser sees them: header lengths and address counts (see bounds).
-    normalised, warnings = bound_head(_normalise_line_endings(raw))
+    data, warnings = strip_leading(raw)
+    if b"\n" not in data and b"\r" in data:
+        data = data.replace(b"\r", b"\n")  # bare CR line ends (old Mac): no part could keep them anyway
+    # Only the message's own head is given LF line ends (what the bounds and header parsers
+    # read); every body keeps its bytes. Bounded before any stdlib parser sees it (see bounds).
+    head, body = split_head(data)
+    head, bound_warnings = bound_head(_normalise_line_endings(head))
+    warnings.extend(bound_warnings)
     policies = (_MODERN_POLICY, email.policy.compat32)
-    if normalised.count(b"\n--") > MAX_MIME_PARTS // 2:
+    if body.count(b"\n--") > MAX_MIME_PARTS // 2:
         # Thousands of parts: the modern parser re-parses every part's headers many times over.
         policies = (email.policy.compat32,)
         warnings.append("very many MIME parts: read with the simpler parser")
     for policy in policies:
         try:
-            msg = _single_part(normalised, policy) or BytesParser(policy=policy).parsebytes(normalised)
+            reader = MimeReader(policy, MAX_MIME_PARTS, MAX_MIME_DEPTH)
+            msg = reader.read(head, body)
             if policy is _MODERN_POLICY and _broken_multiparts(msg):
                 # The modern parser reads some unquoted boundaries (with "=") wrongly.
-                old_style = BytesParser(policy=email.policy.compat32).parsebytes(normalised)
+                old_reader = MimeReader(email.policy.compat32, MAX_MIME_PARTS, MAX_MIME_DEPTH)
+                old_style = old_reader.read(head, body)
                 if _broken_multiparts(old_style) < _broken_multiparts(msg):
-                    msg = old_style
-            return _build(msg, raw, max_attachment_bytes, list(warnings))
+                    msg, reader = old_style, old_reader
+            return _build(msg, raw, max_attachment_bytes, warnings + reader.warnings)
         except Exception as error:  # the next policy is more forgiving; note why we needed it
             warnings.append(f"parser fallback after {type(error).__name__}: {error}"[:300])
     # Both parsers failed: keep the bytes as text so nothing the sender wrote is lost.
-    return ParsedMessage(text=tidy_text(decode_bytes(normalised)), warnings=tuple(warnings), raw=raw)
+    return ParsedMessage(text=tidy_text(decode_bytes(data)), warnings=tuple(warnings), raw=raw)

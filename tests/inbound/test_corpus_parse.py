@@ -173,8 +173,9 @@ def test_oversized_attachment_is_replaced_by_a_note_never_dropped():
 
 
 def test_attachment_names_cannot_escape_or_hide_their_type():
-    for hostile, expected in (("../../etc/passwd", "passwd"), ("C:\\Windows\\evil.exe", "evil.exe"),
-                              ("report\u202egnp.exe", "reportgnp.exe"), ("bell\x07.txt", "bell.txt"),
+    # Issue 10 item 10: the whole name is kept, separators and control characters replaced.
+    for hostile, expected in (("../../etc/passwd", "_.._etc_passwd"), ("C:\\Windows\\evil.exe", "C__Windows_evil.exe"),
+                              ("report\u202egnp.exe", "report_gnp.exe"), ("bell\x07.txt", "bell_.txt"),
                               ("x" * 400 + ".pdf", "x" * 146 + ".pdf"), ("", "attachment.bin")):
         (attachment,) = parse_message(_message_with_attachment(hostile, b"data")).attachments
         assert attachment.filename == expected, hostile
