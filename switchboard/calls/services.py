@@ -228,6 +228,26 @@ def change_priority(call: Call, actor, priority_id: int, reason: str = ""):
     )
 
 
+def change_sla(call: Call, actor, sla_id: int | None, reason: str = ""):
+    """Puts the call on another SLA (None: none); its targets are recomputed with the business
+    time used so far (switchboard.slm.clock)."""
+    from switchboard.slm.models import Sla
+
+    require(actor, "change_call", call)
+    new = db.session.get(Sla, sla_id) if sla_id is not None else None
+    if sla_id is not None and (new is None or not new.active):
+        raise InvalidInput(f"There is no active SLA {sla_id}.", field="sla")
+    if new is call.sla:
+        return None
+    old = call.sla
+    clock.targets_changed(call, sla=new)
+    _touch(call)
+    return record(
+        call, EntryKind.CHANGE, actor, f"SLA {old.name if old else 'none'} → {new.name if new else 'none'}", reason,
+        details={"field": "sla", "from": old.id if old else None, "to": new.id if new else None},
+    )
+
+
 def _set_status(call: Call, actor, new: CallStatus, text: str):
     old = call.status
     call.status = new

@@ -121,3 +121,16 @@ def test_the_sla_is_the_customers_then_the_groups_then_the_desks(people, make_sl
     assert log_call(people["anna"], "a", customer=people["carol"], group=people["network"]).sla == gold
     assert log_call(people["anna"], "b", customer=people["dave"], group=people["network"]).sla == network
     assert log_call(people["anna"], "c", customer=people["dave"]).sla == desk
+
+
+def test_an_sla_change_recomputes_the_targets_keeping_the_time_used(people, make_sla):
+    from switchboard.calls.services import change_sla
+
+    make_sla(fix=8 * 3600, name="Standard")
+    gold = make_sla(fix=4 * 3600, name="Gold", default=False)
+    start = datetime(2026, 6, 8, 9, 0, tzinfo=ZoneInfo("UTC"))
+    call = log_at(start, people)
+    act_at(start + HOUR, change_sla, call, people["anna"], gold.id, "Customer on the Gold contract")
+    assert call.sla == gold
+    assert call.fix_due_at == start + 4 * HOUR  # 3 h left of Gold's 4 h
+    assert call.next_due_at == start + 2 * HOUR  # Gold's 50%
