@@ -83,6 +83,7 @@ def _seed() -> dict[str, str]:
     from switchboard.calls.customer_link import make_token
     from switchboard.calls.models import Call
     from switchboard.demo import load_demo
+    from switchboard.desk.routing import make_default
     from switchboard.inbound.accounts import create_account
     from switchboard.inbound.process import process_pending
     from switchboard.inbound.store import store_message
@@ -96,6 +97,7 @@ def _seed() -> dict[str, str]:
     admin = create_person(ADMIN_EMAIL, "Ada Admin", admin=True, customer=False, password=ADMIN_PASSWORD)
     desk_group = db.session.scalar(sa.select(Group).where(Group.name == "Service Desk"))
     desk_group.members.append(admin)
+    make_default(desk_group)  # as `make run`'s first start does: My work shows "Unassigned"
     account = create_account("help", "lmtp", addresses=["help@desk.example.org"])
     server = add_server("relay", "127.0.0.1", port=9, security="none", from_address="help@desk.example.org",
                         timeout_seconds=1)
