@@ -15,7 +15,7 @@ import time
 
 from switchboard.db import db
 from switchboard.inbound.accounts import create_account
-from tests.graph.conftest import entra, graph, mailbox, microsoft_grant  # noqa: F401 (fixtures)
+from tests.graph.conftest import provider, graph, mailbox, microsoft_grant  # noqa: F401 (fixtures)
 
 from .conftest import drill_mail, drill_tag, report, take_census
 
@@ -23,10 +23,10 @@ POLLED = 60
 KILLS = 3
 
 
-def test_graph_poll_killed_at_random_moments_no_loss_no_duplicate(app, graph, entra, mailbox, server_tls,
+def test_graph_poll_killed_at_random_moments_no_loss_no_duplicate(app, graph, provider, mailbox, server_tls,
                                                                   processes):
     create_account("m365", "graph", host="127.0.0.1", port=graph.port, username=mailbox,
-                   trusted_ca_pem=server_tls.ca.read_text(), oauth_grant=microsoft_grant(entra, mailbox),
+                   trusted_ca_pem=server_tls.ca.read_text(), oauth_grant=microsoft_grant(provider, mailbox),
                    batch_size=10, timeout_seconds=10)
     db.session.commit()
     graph.log.clear()

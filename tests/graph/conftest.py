@@ -11,24 +11,16 @@ import pytest
 
 from switchboard.db import db
 from switchboard.oauth.grants import new_grant
+from tests.oauth.conftest import provider  # noqa: F401 (the tests' OAuth2 server, standing in for Entra ID)
 from tests.servers.graph import GraphServer
-from tests.servers.oauth2 import OAuth2Server
 
 _mailboxes = itertools.count(1)
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 
 
 @pytest.fixture(scope="module")
-def entra(server_tls):
-    server = OAuth2Server(server_tls)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def graph(server_tls, entra):
-    server = GraphServer(server_tls, entra)
+def graph(server_tls, provider):
+    server = GraphServer(server_tls, provider)
     server.start()
     yield server
     server.stop()
@@ -53,10 +45,10 @@ def mailbox(graph) -> str:
     return user
 
 
-def microsoft_grant(entra, mailbox: str):
+def microsoft_grant(provider, mailbox: str):
     """An app registration's client-credentials grant for Graph, through MSAL."""
-    client_id, secret = entra.add_client(mailbox=mailbox)
+    client_id, secret = provider.add_client(mailbox=mailbox)
     grant = new_grant(provider="microsoft", flow="app", client_id=client_id, client_secret=secret,
-                      tenant_id="tenant-1", token_endpoint=f"{entra.base_url}/tenant-1", scopes=GRAPH_SCOPE)
+                      tenant_id="tenant-1", token_endpoint=f"{provider.base_url}/tenant-1", scopes=GRAPH_SCOPE)
     db.session.flush()
     return grant

@@ -19,15 +19,15 @@ def run(app, args, stdin=""):
     return app.test_cli_runner().invoke(args=args, input=stdin)
 
 
-def microsoft_options(entra, mailbox):
-    client_id, secret = entra.add_client(mailbox=mailbox)
+def microsoft_options(provider, mailbox):
+    client_id, secret = provider.add_client(mailbox=mailbox)
     return ["--oauth2-provider", "microsoft", "--oauth2-tenant", "tenant-1", "--oauth2-client-id", client_id,
-            "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", f"{entra.base_url}/tenant-1"], secret
+            "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", f"{provider.base_url}/tenant-1"], secret
 
 
-def test_a_graph_mailbox_added_from_a_script_is_polled_and_listed(desk, graph, entra, mailbox, server_tls):
+def test_a_graph_mailbox_added_from_a_script_is_polled_and_listed(desk, graph, provider, mailbox, server_tls):
     graph.append(mailbox, mail("From a script"))
-    options, secret = microsoft_options(entra, mailbox)
+    options, secret = microsoft_options(provider, mailbox)
     added = run(desk, ["mail", "accounts", "add", "--name", "m365", "--protocol", "graph", "--host", "127.0.0.1",
                        "--port", str(graph.port), "--trusted-ca", str(server_tls.ca), "--username", mailbox,
                        *options], stdin=secret + "\n")
@@ -47,11 +47,11 @@ def test_a_graph_mailbox_added_from_a_script_is_polled_and_listed(desk, graph, e
     assert line.split("\t")[1:3] == ["graph", "ok"] and "OAuth2 microsoft app" in line
 
 
-def test_a_graph_server_added_from_a_script_sends_the_outbox(desk, graph, entra, mailbox, server_tls):
+def test_a_graph_server_added_from_a_script_sends_the_outbox(desk, graph, provider, mailbox, server_tls):
     from switchboard.outbox import catalogue
     from switchboard.outbox.queue import queue_mail
 
-    options, secret = microsoft_options(entra, mailbox)
+    options, secret = microsoft_options(provider, mailbox)
     added = run(desk, ["mail", "servers", "add", "--name", "m365", "--protocol", "graph", "--host", "127.0.0.1",
                        "--port", str(graph.port), "--trusted-ca", str(server_tls.ca), "--username", mailbox,
                        "--from-address", mailbox, *options], stdin=secret + "\n")
@@ -65,10 +65,10 @@ def test_a_graph_server_added_from_a_script_sends_the_outbox(desk, graph, entra,
     assert len(graph.sent(mailbox)) == 1
 
 
-def test_graph_options_that_cannot_work_are_refused_and_add_nothing(desk, graph, entra, mailbox):
-    options, secret = microsoft_options(entra, mailbox)
+def test_graph_options_that_cannot_work_are_refused_and_add_nothing(desk, graph, provider, mailbox):
+    options, secret = microsoft_options(provider, mailbox)
     generic = ["--oauth2-provider", "generic", "--oauth2-client-id", "x", "--oauth2-client-secret-stdin",
-               "--oauth2-token-endpoint", entra.token_endpoint]
+               "--oauth2-token-endpoint", provider.token_endpoint]
     cases = [
         (["mail", "accounts", "add", "--name", "a", "--protocol", "graph", "--username", mailbox,
           "--password-stdin"], "pw\n", "OAuth2 only"),

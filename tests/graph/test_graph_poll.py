@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 
-import pytest
 import sqlalchemy as sa
 
 from receiver.poll import poll_account
@@ -33,10 +32,10 @@ def mail(subject: str, *, body: str = "Please help.\r\n") -> bytes:
             f"Date: Mon, 03 Mar 2025 09:15:00 +0000\r\n\r\n{body}").encode()
 
 
-def graph_account(graph, entra, mailbox, server_tls, **settings) -> IncomingAccount:
+def graph_account(graph, provider, mailbox, server_tls, **settings) -> IncomingAccount:
     settings.setdefault("batch_size", 5)  # the delta pages: several per poll
     account = create_account(f"m365-{mailbox}", "graph", host="127.0.0.1", port=graph.port, username=mailbox,
-                             trusted_ca_pem=server_tls.ca.read_text(), oauth_grant=microsoft_grant(entra, mailbox),
+                             trusted_ca_pem=server_tls.ca.read_text(), oauth_grant=microsoft_grant(provider, mailbox),
                              **settings)
     db.session.commit()
     return account
@@ -47,9 +46,9 @@ def stored_subjects(account_id: int) -> list[str]:
     return sorted(db.session.scalars(sa.select(InboundMessage.subject).where(InboundMessage.account_id == account_id)))
 
 
-def test_a_poll_reads_the_folder_by_delta_pages_and_moves_each_message_once_stored(desk, graph, entra, mailbox,
+def test_a_poll_reads_the_folder_by_delta_pages_and_moves_each_message_once_stored(desk, graph, provider, mailbox,
                                                                                     server_tls):
-    account = graph_account(graph, entra, mailbox, server_tls)
+    account = graph_account(graph, provider, mailbox, server_tls)
     for number in range(12):
         graph.append(mailbox, mail(f"Printer {number}"))
     result = poll_account(account.id)
@@ -71,8 +70,8 @@ def test_a_poll_reads_the_folder_by_delta_pages_and_moves_each_message_once_stor
     assert db.session.get(IncomingAccount, account.id).graph_delta_link.startswith(graph.base_url)
 
 
-def test_mark_read_skips_read_mail_and_never_reads_a_message_twice(desk, graph, entra, mailbox, server_tls):
-    account = graph_account(graph, entra, mailbox, server_tls, after_processing="seen")
+def test_mark_read_skips_read_mail_and_never_reads_a_message_twice(desk, graph, provider, mailbox, server_tls):
+    account = graph_account(graph, provider, mailbox, server_tls, after_processing="seen")
     graph.append(mailbox, mail("Already read in Outlook"), is_read=True)
     for number in range(3):
         graph.append(mailbox, mail(f"VPN {number}"))
@@ -89,8 +88,8 @@ def test_mark_read_skips_read_mail_and_never_reads_a_message_twice(desk, graph, 
     assert graph.count("value") == fetched
 
 
-def test_delete_after_storing_and_nested_folders(desk, graph, entra, mailbox, server_tls):
-    account = graph_account(graph, entra, mailbox, server_tls, after_processing="delete")
+def test_delete_after_storing_and_nested_folders(desk, graph, provider, mailbox, server_tls):
+    account = graph_account(graph, provider, mailbox, server_tls, after_processing="delete")
     graph.append(mailbox, mail("Laptop"))
     result = poll_account(account.id)
     assert result.ok, result.error
@@ -99,7 +98,7 @@ def test_delete_after_storing_and_nested_folders(desk, graph, entra, mailbox, se
     # A folder below the inbox, by path: said when missing (nothing read), found once made.
     db.session.delete(db.session.get(IncomingAccount, account.id))
     db.session.commit()
-    nested = graph_account(graph, entra, mailbox, server_tls, folder="Inbox/Desk", processed_folder="Inbox/Desk/Done")
+    nested = graph_account(graph, provider, mailbox, server_tls, folder="Inbox/Desk", processed_folder="Inbox/Desk/Done")
     result = poll_account(nested.id)
     assert not result.ok and "has no folder 'Desk'" in result.error
     graph.add_folder(mailbox, "Desk", parent="inbox")
@@ -110,12 +109,12 @@ def test_delete_after_storing_and_nested_folders(desk, graph, entra, mailbox, se
     assert len(graph.messages(mailbox, "Done")) == 1
 
 
-def test_throttling_and_server_errors_are_waited_out_and_nothing_is_stored_twice(desk, graph, entra, mailbox,
+def test_throttling_and_server_errors_are_waited_out_and_nothing_is_stored_twice(desk, graph, provider, mailbox,
                                                                                   server_tls, monkeypatch):
     from switchboard import graph as graph_client
 
     monkeypatch.setattr(graph_client, "BACKOFF_SECONDS", (0.05,) * 4)  # Graph's own Retry-After still holds
-    account = graph_account(graph, entra, mailbox, server_tls)
+    account = graph_account(graph, provider, mailbox, server_tls)
     for number in range(6):
         graph.append(mailbox, mail(f"Outage {number}"))
     graph.fail("delta", 429, retry_after="1")
@@ -131,12 +130,12 @@ def test_throttling_and_server_errors_are_waited_out_and_nothing_is_stored_twice
     assert graph.count("delta", status=429) == 1 and graph.count("value", status=503) == 1
 
 
-def test_throttling_longer_than_the_bound_fails_the_poll_and_the_next_poll_resumes(desk, graph, entra, mailbox,
+def test_throttling_longer_than_the_bound_fails_the_poll_and_the_next_poll_resumes(desk, graph, provider, mailbox,
                                                                                    server_tls, monkeypatch):
     from switchboard import graph as graph_client
 
     monkeypatch.setattr(graph_client, "BACKOFF_SECONDS", (0.01,) * 4)
-    account = graph_account(graph, entra, mailbox, server_tls)
+    account = graph_account(graph, provider, mailbox, server_tls)
     for number in range(3):
         graph.append(mailbox, mail(f"Busy {number}"))
     graph.fail("move", 503, times=5)  # more than the retries: the poll gives up, mail stays stored
@@ -152,11 +151,11 @@ def test_throttling_longer_than_the_bound_fails_the_poll_and_the_next_poll_resum
     assert len(stored_subjects(account.id)) == 3 and graph.messages(mailbox) == []
 
 
-def test_a_message_over_the_size_bound_is_left_in_the_mailbox_and_said(desk, graph, entra, mailbox, server_tls,
+def test_a_message_over_the_size_bound_is_left_in_the_mailbox_and_said(desk, graph, provider, mailbox, server_tls,
                                                                        monkeypatch):
     monkeypatch.setitem(desk.config, "LMTP_MAX_MESSAGE_BYTES", 4000)
     graph.chunked_values = True  # no Content-Length: the bound is kept while reading
-    account = graph_account(graph, entra, mailbox, server_tls)
+    account = graph_account(graph, provider, mailbox, server_tls)
     graph.append(mailbox, mail("Small"))
     graph.append(mailbox, mail("Huge", body="x" * 76 + "\r\n"))
     big = graph.append(mailbox, mail("Huge attachment", body=("x" * 76 + "\r\n") * 200))
@@ -173,30 +172,30 @@ def test_a_message_over_the_size_bound_is_left_in_the_mailbox_and_said(desk, gra
 
 
 def test_a_refused_token_is_renewed_once_then_the_grant_needs_reconnecting_and_graph_is_left_alone(
-        desk, graph, entra, mailbox, server_tls):
-    account = graph_account(graph, entra, mailbox, server_tls)
+        desk, graph, provider, mailbox, server_tls):
+    account = graph_account(graph, provider, mailbox, server_tls)
     graph.append(mailbox, mail("Hello"))
     assert poll_account(account.id).ok  # a token cached on the grant
     graph.append(mailbox, mail("Revoked"))
     graph.refuse_tokens = True  # consent withdrawn: Graph answers 401 to any token
-    before, tokens_before = len(graph.log), entra.token_requests
+    before, tokens_before = len(graph.log), provider.token_requests
     result = poll_account(account.id)
     assert not result.ok and "needs reconnecting" in result.error
-    assert entra.token_requests == tokens_before + 1  # one new token, refused too
+    assert provider.token_requests == tokens_before + 1  # one new token, refused too
     assert [status for _, _, status in graph.log[before:]] == [401, 401]
     grant = db.session.get(OAuthGrant, db.session.get(IncomingAccount, account.id).oauth_grant_id)
     assert grant.state is GrantState.NEEDS_RECONNECTING
     # No login storm: the next polls ask neither Graph nor the provider.
-    before, tokens_before = len(graph.log), entra.token_requests
+    before, tokens_before = len(graph.log), provider.token_requests
     for _ in range(3):
         result = poll_account(account.id)
         assert not result.ok and "needs reconnecting" in result.error
-    assert (len(graph.log), entra.token_requests) == (before, tokens_before)
+    assert (len(graph.log), provider.token_requests) == (before, tokens_before)
 
 
-def test_an_expired_delta_link_reads_the_folder_again_without_storing_anything_twice(desk, graph, entra, mailbox,
+def test_an_expired_delta_link_reads_the_folder_again_without_storing_anything_twice(desk, graph, provider, mailbox,
                                                                                      server_tls):
-    account = graph_account(graph, entra, mailbox, server_tls, after_processing="seen")
+    account = graph_account(graph, provider, mailbox, server_tls, after_processing="seen")
     for number in range(4):
         graph.append(mailbox, mail(f"Round {number}"))
     assert poll_account(account.id).ok
@@ -209,11 +208,11 @@ def test_an_expired_delta_link_reads_the_folder_again_without_storing_anything_t
     assert len(stored_subjects(account.id)) == 5
 
 
-def test_test_connection_signs_in_and_finds_the_folders_without_reading_a_message(desk, graph, entra, mailbox,
+def test_test_connection_signs_in_and_finds_the_folders_without_reading_a_message(desk, graph, provider, mailbox,
                                                                                   server_tls):
     from portal.mail.connection import check_connection
 
-    account = graph_account(graph, entra, mailbox, server_tls)
+    account = graph_account(graph, provider, mailbox, server_tls)
     graph.append(mailbox, mail("Untouched"))
     report = check_connection(account)
     assert report.ok, report.message

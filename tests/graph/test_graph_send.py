@@ -26,10 +26,10 @@ from switchboard.outbox.servers import add_server
 from .conftest import microsoft_grant
 
 
-def graph_server(graph, entra, mailbox, server_tls):
+def graph_server(graph, provider, mailbox, server_tls):
     server = add_server("m365", "127.0.0.1", port=graph.port, protocol="graph", username=mailbox,
                         from_address=mailbox, trusted_ca_pem=server_tls.ca.read_text(),
-                        oauth_grant=microsoft_grant(entra, mailbox))
+                        oauth_grant=microsoft_grant(provider, mailbox))
     db.session.commit()
     return server
 
@@ -53,8 +53,8 @@ def due_now(row_id: int) -> None:
     db.session.commit()
 
 
-def test_mail_goes_out_as_mime_through_sendmail_once_after_429_and_503(desk, graph, entra, mailbox, server_tls):
-    graph_server(graph, entra, mailbox, server_tls)
+def test_mail_goes_out_as_mime_through_sendmail_once_after_429_and_503(desk, graph, provider, mailbox, server_tls):
+    graph_server(graph, provider, mailbox, server_tls)
     row = queued("Printer fixed")
     graph.fail("sendMail", 429, retry_after="1")
     graph.fail("sendMail", 503, retry_after="1")
@@ -71,9 +71,9 @@ def test_mail_goes_out_as_mime_through_sendmail_once_after_429_and_503(desk, gra
     assert [graph.count("sendMail", status=s) for s in (429, 503, 202)] == [1, 1, 1]
 
 
-def test_an_answer_lost_after_graph_took_the_mail_never_sends_a_second_copy(desk, graph, entra, mailbox,
+def test_an_answer_lost_after_graph_took_the_mail_never_sends_a_second_copy(desk, graph, provider, mailbox,
                                                                             server_tls):
-    graph_server(graph, entra, mailbox, server_tls)
+    graph_server(graph, provider, mailbox, server_tls)
     row = queued("Password reset")
     graph.fail("sendMail", 500, accept=True)  # Graph took it; the answer is an error
     report = send_due()
@@ -88,8 +88,8 @@ def test_an_answer_lost_after_graph_took_the_mail_never_sends_a_second_copy(desk
     assert len(graph.sent(mailbox)) == 1 and graph.count("sendMail") == 1  # found in Sent Items
 
 
-def test_a_503_without_retry_after_is_tried_again_later_and_sent_once(desk, graph, entra, mailbox, server_tls):
-    graph_server(graph, entra, mailbox, server_tls)
+def test_a_503_without_retry_after_is_tried_again_later_and_sent_once(desk, graph, provider, mailbox, server_tls):
+    graph_server(graph, provider, mailbox, server_tls)
     row = queued("Laptop ready")
     graph.fail("sendMail", 503)  # not Graph's throttling answer: perhaps taken, so not resent now
     assert send_due().deferred == 1
@@ -98,9 +98,9 @@ def test_a_503_without_retry_after_is_tried_again_later_and_sent_once(desk, grap
     assert len(graph.sent(mailbox)) == 1 and row_of(row.id).status is OutboxStatus.SENT
 
 
-def test_a_refused_token_marks_the_grant_and_mail_waits_without_a_login_storm(desk, graph, entra, mailbox,
+def test_a_refused_token_marks_the_grant_and_mail_waits_without_a_login_storm(desk, graph, provider, mailbox,
                                                                               server_tls):
-    server = graph_server(graph, entra, mailbox, server_tls)
+    server = graph_server(graph, provider, mailbox, server_tls)
     grant_id = server.oauth_grant_id
     row = queued("Revoked")
     graph.refuse_tokens = True
@@ -108,7 +108,7 @@ def test_a_refused_token_marks_the_grant_and_mail_waits_without_a_login_storm(de
     assert report.unreachable and "needs reconnecting" in " ".join(report.problems)
     assert db.session.get(OAuthGrant, grant_id).state is GrantState.NEEDS_RECONNECTING
     assert row_of(row.id).status is OutboxStatus.DEFERRED and graph.sent(mailbox) == []
-    before, tokens_before = len(graph.log), entra.token_requests
+    before, tokens_before = len(graph.log), provider.token_requests
     due_now(row.id)
     send_due()
-    assert (len(graph.log), entra.token_requests) == (before, tokens_before)
+    assert (len(graph.log), provider.token_requests) == (before, tokens_before)

@@ -35,15 +35,14 @@ import base64
 import binascii
 import re
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.serving import WSGIRequestHandler, make_server
 
+from .https import HttpsApp
 from .oauth2 import OAuth2Server
 from .process import HOST, free_ports
 from .tls import TlsFiles
@@ -52,9 +51,8 @@ WELL_KNOWN = ("inbox", "sentitems", "deleteditems", "drafts", "archive", "junkem
 _FILTER = re.compile(r"^\s*(displayName|internetMessageId) eq '((?:[^']|'')*)'\s*$")
 
 
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):
-        pass
+class _Missing(Exception):
+    """No such folder or message: answered 404 ErrorItemNotFound."""
 
 
 @dataclass
@@ -121,7 +119,7 @@ class GraphServer:
         self.seq = 0
         self.forgotten_before = 0  # delta tokens at or below this: 410 syncStateNotFound
         self.app = self._make_app()
-        self._server = None
+        self._https = HttpsApp(self.app, self.tls, self.port)
 
     # -- what tests call ------------------------------------------------------------------
 
@@ -184,16 +182,10 @@ class GraphServer:
             self.forgotten_before = self.seq + 1
 
     def start(self) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.tls.cert, self.tls.key)
-        self._server = make_server(HOST, self.port, self.app, threaded=True, ssl_context=context,
-                                   request_handler=_QuietHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._https.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        self._https.stop()
 
     # -- state ----------------------------------------------------------------------------
 
@@ -273,7 +265,11 @@ class GraphServer:
                         elif mailbox(kwargs["user"]) is None:
                             answer = error(404, "ErrorInvalidUser", "The requested user is invalid.")
                         else:
-                            answer = view(*args, **kwargs)
+                            try:
+                                answer = view(*args, **kwargs)
+                            except _Missing:
+                                answer = error(404, "ErrorItemNotFound",
+                                               "The specified object was not found in the store.")
                             if after is not None and (answer.status_code < 300):
                                 answer = after  # done, then the answer lost to a server error
                         server.log.append((op, request.method, answer.status_code))
@@ -291,16 +287,18 @@ class GraphServer:
                 return "\0unsupported"
             return match.group(2).replace("''", "'")
 
+        def folder_or_404(box: Mailbox, key: str) -> Folder:
+            found = server._folder(box, key)
+            if found is None:
+                raise _Missing
+            return found
+
         def folder_json(folder: Folder) -> dict:
             return {"id": folder.id, "displayName": folder.name, "parentFolderId": folder.parent}
 
         def list_folders(user: str, parent: str | None):
             box = mailbox(user)
-            if parent is not None:
-                found = server._folder(box, parent)
-                if found is None:
-                    return error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-                parent = found.id
+            parent = folder_or_404(box, parent).id if parent is not None else None
             name = filtered("displayName")
             if name == "\0unsupported":
                 return error(400, "ErrorInvalidUrlQueryFilter", "The query filter is not supported.")
@@ -309,11 +307,7 @@ class GraphServer:
 
         def create_folder(user: str, parent: str | None):
             box = mailbox(user)
-            if parent is not None:
-                found = server._folder(box, parent)
-                if found is None:
-                    return error(404, "ErrorItemNotFound", "The specified object was not found in the store.")
-                parent = found.id
+            parent = folder_or_404(box, parent).id if parent is not None else None
             name = (request.get_json(silent=True) or {}).get("displayName")
             if not name:
                 return error(400, "ErrorInvalidRequest", "displayName is required.")
@@ -350,9 +344,7 @@ class GraphServer:
         @logged("delta")
         def delta(user, folder):
             box = mailbox(user)
-            found = server._folder(box, folder)
-            if found is None:
-                return error(404, "ErrorItemNotFound", "The specified folder was not found in the store.")
+            found = folder_or_404(box, folder)
             skip, token = request.args.get("$skiptoken"), request.args.get("$deltatoken")
             try:
                 if skip is not None:
@@ -394,26 +386,23 @@ class GraphServer:
         @logged("sentItems")
         def folder_messages(user, folder):
             box = mailbox(user)
-            found = server._folder(box, folder)
-            if found is None:
-                return error(404, "ErrorItemNotFound", "The specified folder was not found in the store.")
+            found = folder_or_404(box, folder)
             wanted = filtered("internetMessageId")
             if wanted == "\0unsupported":
                 return error(400, "ErrorInvalidUrlQueryFilter", "The query filter is not supported.")
             return jsonify(value=[{"id": m.id} for m in box.messages.values() if m.folder == found.id
                                   and (wanted is None or m.internet_message_id == wanted)])
 
-        def message_or_404(user, message_id):
-            return mailbox(user).messages.get(message_id)
-
-        not_found = ("ErrorItemNotFound", "The specified object was not found in the store.")
+        def message_or_404(user, message_id) -> Message:
+            message = mailbox(user).messages.get(message_id)
+            if message is None:
+                raise _Missing
+            return message
 
         @app.get("/v1.0/users/<user>/messages/<message_id>/$value")
         @logged("value")
         def value(user, message_id):
             message = message_or_404(user, message_id)
-            if message is None:
-                return error(404, *not_found)
             if server.chunked_values:
                 data = message.mime
                 return Response((data[i:i + 4096] for i in range(0, len(data), 4096)), mimetype="text/plain")
@@ -424,8 +413,6 @@ class GraphServer:
         def move(user, message_id):
             box = mailbox(user)
             message = message_or_404(user, message_id)
-            if message is None:
-                return error(404, *not_found)
             destination = server._folder(box, str((request.get_json(silent=True) or {}).get("destinationId", "")))
             if destination is None:
                 return error(400, "ErrorInvalidIdMalformed", "Id is malformed.")
@@ -439,8 +426,6 @@ class GraphServer:
         def update(user, message_id):
             box = mailbox(user)
             message = message_or_404(user, message_id)
-            if message is None:
-                return error(404, *not_found)
             changes = request.get_json(silent=True) or {}
             if "isRead" in changes:
                 message.is_read = bool(changes["isRead"])
@@ -452,8 +437,6 @@ class GraphServer:
         def delete(user, message_id):
             box = mailbox(user)
             message = message_or_404(user, message_id)
-            if message is None:
-                return error(404, *not_found)
             server._move(box, message, server._folder(box, "deleteditems"))
             return Response(status=204)
 

@@ -12,21 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 
 from flask import Flask, jsonify, redirect, request
-from werkzeug.serving import WSGIRequestHandler, make_server
 
+from .https import HttpsApp
 from .process import HOST, free_ports
 from .tls import TlsFiles
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args, **kwargs):  # a line per token request drowns the test output
-        pass
 
 
 @dataclass
@@ -58,7 +52,7 @@ class OAuth2Server:
         self.port = free_ports(1)[0]
         self.lock = threading.Lock()
         self.app = self._make_app()
-        self._server = None
+        self._https = HttpsApp(self.app, self.tls, self.port)
 
     # -- what tests call ----------------------------------------------------------------
 
@@ -114,16 +108,10 @@ class OAuth2Server:
                     grant.revoked = True
 
     def start(self) -> None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.tls.cert, self.tls.key)
-        self._server = make_server(HOST, self.port, self.app, threaded=True, ssl_context=context,
-                                   request_handler=_QuietHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._https.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        self._https.stop()
 
     # -- the endpoints ------------------------------------------------------------------
 
