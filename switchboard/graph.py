@@ -131,8 +131,12 @@ class GraphClient:
         self.close()
 
     def url(self, path: str) -> str:
-        """A path under the mailbox (`/messages/x`) or one of Graph's own links, as given."""
-        if path.startswith("https://"):
+        """A path under the mailbox (`/messages/x`), or one of Graph's own links (paging, delta):
+        those carry the token, so only ever to the same server."""
+        if "://" in path:
+            if not path.startswith(self.base + "/"):
+                raise GraphError(f"Graph answered with a link to another server ({path.split('?')[0][:200]}); "
+                                 "not followed", temporary=False)
             return path
         return f"{self.base}{user_path(self.mailbox)}{path}"
 

@@ -34,6 +34,7 @@ def desk(app, monkeypatch, server_tls, graph):
     graph.delay.clear()
     graph.refuse_tokens = False
     graph.chunked_values = False
+    graph.link_host = None
     return app
 
 

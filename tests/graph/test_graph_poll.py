@@ -223,3 +223,14 @@ def test_test_connection_signs_in_and_finds_the_folders_without_reading_a_messag
     graph.refuse_tokens = True
     report = check_connection(db.session.get(IncomingAccount, account.id))
     assert not report.ok and "needs reconnecting" in report.message
+
+
+def test_a_link_to_another_server_is_not_followed_with_the_token(desk, graph, provider, mailbox, server_tls):
+    account = graph_account(graph, provider, mailbox, server_tls)
+    for number in range(7):  # two pages: the first one's next link points elsewhere
+        graph.append(mailbox, mail(f"Page {number}"))
+    graph.link_host = "graph.attacker.example"
+    result = poll_account(account.id)
+    assert not result.ok and "link to another server (https://graph.attacker.example/v1.0/" in result.error
+    assert result.stored == 5  # the first page, stored and settled as usual
+    assert db.session.get(IncomingAccount, account.id).graph_delta_link is None

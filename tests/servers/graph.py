@@ -111,6 +111,7 @@ class GraphServer:
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (op, method, status)
     chunked_values: bool = False  # $value without Content-Length (read until the end)
     refuse_tokens: bool = False  # every token answered 401, as after an admin revoked consent
+    link_host: str | None = None  # paging and delta links to this host instead (a client must not follow)
     default_page_size: int = 10
 
     def __post_init__(self):
@@ -370,7 +371,8 @@ class GraphServer:
             if match:
                 size = max(1, int(match.group(1)))
             page = items[offset:offset + size]
-            link = f"{server.base_url}/users/{user}/mailFolders/{folder}/messages/delta"
+            base = f"https://{server.link_host}/v1.0" if server.link_host else server.base_url
+            link = f"{base}/users/{user}/mailFolders/{folder}/messages/delta"
             body = {"@odata.context": f"{server.base_url}/$metadata#Collection(message)", "value": page}
             if offset + size < len(items):
                 state = base64.urlsafe_b64encode(f"{since}:{upto}:{offset + size}".encode()).decode()
