@@ -9,10 +9,10 @@ is skipped with the reason."""
 import os
 import re
 import shutil
-import threading
 
 import pytest
-from werkzeug.serving import make_server
+
+from tests.portal.live import served
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -66,14 +66,10 @@ def live_portal(tmp_path):
         bob = create_person("bob@desk.test", "Bob Analyst", analyst=True, customer=False, password="bob-password-1")
         create_group("Service Desk", members=[admin, bob])
         db.session.commit()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        with served(app) as base:
+            yield base
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
         with app.app_context():
             db.engine.dispose()
 

@@ -11,16 +11,15 @@ it); the desk is the real app on a loopback port over the `app` fixture's
 database, so each test runs on SQLite and on PostgreSQL."""
 
 import json
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 import time_machine
-from werkzeug.serving import make_server
 
 from switchboard.db import db
+from tests.portal.live import served
 # sync_api: the playwright module, or the reason it cannot run (skipped locally, failed under CI=true).
 from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api  # noqa: F401
 
@@ -69,14 +68,8 @@ def desk(app):
     in the outbox; the app served on a free loopback port. The clock is fixed."""
     with time_machine.travel(CLOCK, tick=False):
         screens = _seed()
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_port}", screens
-        finally:
-            server.shutdown()
-            thread.join(timeout=5)
+        with served(app) as base:
+            yield base, screens
 
 
 def _seed() -> dict[str, str]:
