@@ -253,9 +253,15 @@ def test_every_main_screen_is_light_accessible_and_pictured(chromium, desk, back
             if name == "my-work":
                 _log_in(page, base)
             devtools.send("Network.setCacheDisabled", {"cacheDisabled": True})
-            page.goto(base + path)
-            assert page.url == base + path, f"{name}: sent to {page.url}"
-            first, files, unpacked = _weigh(page)
+            for _attempt in range(2):
+                page.goto(base + path)
+                assert page.url == base + path, f"{name}: sent to {page.url}"
+                first, files, unpacked = _weigh(page)
+                # Once in some fifteen runs on a loaded machine Chromium listed no file at all
+                # for a first visit (an undercount, never an overcount): such a visit is measured
+                # again, and reported below if it happens twice.
+                if files:
+                    break
             devtools.send("Network.setCacheDisabled", {"cacheDisabled": False})
             if name == "login":
                 page.goto(base + path)  # fills the cache for every repeat visit
