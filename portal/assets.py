@@ -28,7 +28,7 @@ COMPRESSED_TYPES = ["text/html", "text/css", "text/javascript", "application/jav
 # compressed size would leak the token a byte at a time. Browsers say who caused a
 # request (Sec-Fetch-Site); pages are compressed only for the desk's own requests and
 # for what the user typed or bookmarked. Static files hold no secret: always compressed.
-UNCOMPRESSED_UNLESS_FROM = {"same-origin", "none"}
+PAGES_COMPRESSED_FOR = {"same-origin", "none"}
 
 compress = Compress()
 
@@ -76,13 +76,11 @@ def init_assets(app: Flask, folder: str) -> None:
     app.view_functions["static"] = serve_static
     app.session_interface = StaticFreeSessionInterface()
 
-    for key, value in {
-        "COMPRESS_MIMETYPES": COMPRESSED_TYPES,
-        "COMPRESS_ALGORITHM": ["zstd", "br", "gzip", "deflate"],
-        # Registered below, behind the BREACH rule, not by the extension for every response.
-        "COMPRESS_REGISTER": False,
-    }.items():
-        app.config.setdefault(key, value)
+    app.config.setdefault("COMPRESS_MIMETYPES", COMPRESSED_TYPES)
+    app.config.setdefault("COMPRESS_ALGORITHM", ["zstd", "br", "gzip", "deflate"])
+    # Always: registered below behind the BREACH rule, never by the extension for every
+    # response (not even if a config file says otherwise).
+    app.config["COMPRESS_REGISTER"] = False
     compress.init_app(app)
     app.after_request(_compress_if_safe)
 
@@ -117,7 +115,7 @@ def serve_static(filename: str):
 
 
 def _compress_if_safe(response):
-    if request.endpoint == "static" or request.headers.get("Sec-Fetch-Site") in UNCOMPRESSED_UNLESS_FROM:
+    if request.endpoint == "static" or request.headers.get("Sec-Fetch-Site") in PAGES_COMPRESSED_FOR:
         return compress.after_request(response)
     return response
 
