@@ -3,10 +3,12 @@
 inserts), serves it with gunicorn as `make run` does (1 worker, 16 threads, a
 process of its own), and measures p50/p95 of each page and htmx action from a
 client over loopback, one request at a time. The yardstick, measured in the
-same run against the same server: a static file (no database, no template).
+same run against the same server: a static file (no database, no template). Beside the
+wall times, the CPU the portal's process spent per request (what a busy machine does not
+inflate; PostgreSQL's own CPU is in the wall time only).
 
     .venv/bin/python bench/portal.py [--database sqlite|postgresql|both] [--reps 30]
-                                     [--calls 100000] [--entries 1000000]
+                                     [--action-reps N] [--calls 100000] [--entries 1000000]
 
 Nothing here touches the test database: SQLite gets a file in a temporary
 folder, PostgreSQL a database named bench_portal_<pid>, dropped at the end.
@@ -277,7 +279,17 @@ def _next_link(html: str) -> str | None:
     return match.group(1).replace("&amp;", "&") if match else None
 
 
-def measure(base: str, ids: dict, reps: int) -> list[tuple[str, list[float], int, int]]:
+def _server_cpu_ms(master: int) -> float:
+    """CPU the gunicorn worker(s) have used so far (Linux /proc): what serving cost, apart
+    from the waiting a busy machine adds to the wall time."""
+    total = 0
+    for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def measure(base: str, ids: dict, reps: int, master: int, action_reps: int) -> list[tuple[str, list[float], int, int, float]]:
     client = Client(base)
     client.login()
     big, small = ids["big"], ids["small"]
@@ -318,12 +330,15 @@ def measure(base: str, ids: dict, reps: int) -> list[tuple[str, list[float], int
         for _ in range(2):  # warm the caches of the server and the database
             client.timed("GET", path, htmx=htmx)
         times = []
+        cpu = _server_cpu_ms(master)
         for _ in range(reps):
             ms, status, size = client.timed("GET", path, htmx=htmx)
             assert status == 200, (label, path, status)
             times.append(ms)
-        results.append((label, times, status, size))
-        print(f"  {label}: p50 {_p(times, 50):.1f} ms, p95 {_p(times, 95):.1f} ms, {size:,} bytes", flush=True)
+        cpu = (_server_cpu_ms(master) - cpu) / reps
+        results.append((label, times, status, size, cpu))
+        print(f"  {label}: p50 {_p(times, 50):.1f} ms, p95 {_p(times, 95):.1f} ms, {size:,} bytes, "
+              f"server CPU {cpu:.1f} ms", flush=True)
 
     # The htmx actions, on the big call, as its page's forms post them; pairs that undo each
     # other alternate so every request finds the call in a state the action fits.
@@ -339,22 +354,26 @@ def measure(base: str, ids: dict, reps: int) -> list[tuple[str, list[float], int
         ("reopen after close", "reopen", {"reopen-reason": "Again"}),
     ]
     action_times = {label: [] for label, _, _ in cycle}
+    action_cpu = {label: 0.0 for label, _, _ in cycle}
     sizes = {}
-    for i in range(reps + 1):
+    for i in range(action_reps + 1):
         for label, action, data in cycle:
             if action == "forward":
                 data = {"forward-analyst": str(2 - i % 2), "forward-group": "", "forward-note": "over to you"}
             if action == "priority":
                 data = {"priority-priority": str(1 + i % 4), "priority-reason": "bench"}
+            cpu = _server_cpu_ms(master)
             ms, status, size = client.timed("POST", f"/calls/{big}/{action}", data={**data, "csrf_token":
                                                                                      client.token}, htmx=True)
             assert status == 200, (label, status)
             if i:  # the first round warms up
                 action_times[label].append(ms)
+                action_cpu[label] += (_server_cpu_ms(master) - cpu) / action_reps
             sizes[label] = size
     for label, times in action_times.items():
-        results.append((f"htmx action: {label}", times, 200, sizes[label]))
-        print(f"  htmx action {label}: p50 {_p(times, 50):.1f} ms, p95 {_p(times, 95):.1f} ms", flush=True)
+        results.append((f"htmx action: {label}", times, 200, sizes[label], action_cpu[label]))
+        print(f"  htmx action {label}: p50 {_p(times, 50):.1f} ms, p95 {_p(times, 95):.1f} ms, "
+              f"server CPU {action_cpu[label]:.1f} ms", flush=True)
     return results
 
 
@@ -384,7 +403,7 @@ def one_database(kind: str, args, tree: Path) -> list:
             log = Path(tmp) / "gunicorn.log"
             server, base = serve(url, tree, log)
             try:
-                return measure(base, ids, args.reps)
+                return measure(base, ids, args.reps, server.pid, args.action_reps or args.reps)
             except BaseException:
                 print(log.read_text()[-3000:], file=sys.stderr)
                 raise
@@ -401,20 +420,22 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--action-reps", type=int, help="rounds of the htmx actions (default: --reps)")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     results = {kind: one_database(kind, args, ROOT) for kind in kinds}
     print(f"\n{args.calls:,} calls, {args.entries:,} timeline rows, {ANALYSTS} analysts, {GROUPS} groups; "
           f"gunicorn (1 worker, 16 threads) on loopback, one request at a time, {args.reps} each; "
-          f"{os.cpu_count()} cores. ms, p50 / p95; size of the answer")
+          f"{os.cpu_count()} cores. ms, p50 / p95 (mean CPU of the portal's process per request); "
+          "size of the answer")
     print("| what | " + " | ".join(kinds) + " | bytes |")
     print("| --- | " + " | ".join("---" for _ in kinds) + " | --- |")
     first = results[kinds[0]]
     for i, (label, *_rest) in enumerate(first):
         cells = []
         for kind in kinds:
-            _label, times, _status, size = results[kind][i]
-            cells.append(f"{_p(times, 50):.1f} / {_p(times, 95):.1f}")
+            _label, times, _status, size, cpu = results[kind][i]
+            cells.append(f"{_p(times, 50):.1f} / {_p(times, 95):.1f} ({cpu:.1f})")
         print(f"| {label} | " + " | ".join(cells) + f" | {first[i][3]:,} |")
 
 

@@ -24,8 +24,13 @@ class Page:
         return {"total": self.total, "page": self.page, "pages": self.pages}
 
 
-def count(query) -> int:
-    return db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
+def count(query, up_to: int | None = None) -> int:
+    """The rows `query` gives; with `up_to`, stops counting past that many (a count of
+    matches for a text search otherwise reads every row)."""
+    query = query.order_by(None)
+    if up_to is not None:
+        query = query.limit(up_to + 1)
+    return db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
 
 
 def paginate(query, page_size: int) -> Page:
@@ -90,26 +95,34 @@ class KeysetPage:
     total: int
     previous: str | None
     next: str | None
+    # True when the count stopped at the bound: there are more than `total`.
+    total_is_more: bool = False
 
     @property
     def first(self) -> bool:
         return self.previous is None
 
     def template_args(self) -> dict:
-        return {"total": self.total, "previous": self.previous, "next": self.next}
+        return {"total": self.total, "total_is_more": self.total_is_more, "previous": self.previous,
+                "next": self.next}
 
 
-def keyset_paginate(query, columns: tuple, page_size: int, *, options=()) -> KeysetPage:
+def keyset_paginate(
+    query, columns: tuple, page_size: int, *, options=(), count_up_to: int | None = None
+) -> KeysetPage:
     """The page of `query` (without an ORDER BY) that `?after=` or `?before=` names, the
     first page without either, sorted by `columns` newest first. `options` are loader
     options for the shown rows (what the list template reads of each). A `?page=` number
-    (a bookmark from before) still gives that page, the slow way (OFFSET)."""
+    (a bookmark from before) still gives that page, the slow way (OFFSET). `count_up_to`
+    bounds the count (KeysetPage.total_is_more says it stopped)."""
     after, before = position_arg("after"), position_arg("before")
     # A page number from a link made before lists paged by position: still that page.
     page = _page_number(request.args.get("page", ""))
     if after and before or page > 1 and (after or before):
         abort(404)
-    total = count(query)
+    total = count(query, count_up_to)
+    total_is_more = count_up_to is not None and total > count_up_to
+    total = min(total, count_up_to) if total_is_more else total
     newest_first = [c.desc() for c in columns]
     shown = query.options(*options)
     if page > 1:
@@ -146,6 +159,7 @@ def keyset_paginate(query, columns: tuple, page_size: int, *, options=()) -> Key
         total,
         previous=key(items[0]) if items and more_before else None,
         next=key(items[-1]) if items and more_after else None,
+        total_is_more=total_is_more,
     )
 
 

@@ -147,3 +147,21 @@ def test_a_reference_finds_its_call_by_number_alone(login, people):
     # A bare number is a reference or a summary's text.
     html = portal.get("/calls/", query_string={"status": "all", "q": str(calls[1].id)}).get_data(as_text=True)
     assert "Ticket 001" in html and "Follow-up" in html
+
+
+def test_a_text_search_counts_up_to_its_bound_and_still_pages_through_every_match(login, people, monkeypatch):
+    from portal.calls import views
+
+    monkeypatch.setattr(views, "SEARCH_COUNTED", 60)
+    _calls(people, 123)
+    portal = login("anna")
+    url, seen = "/calls/?status=all&q=Ticket", []
+    while url:
+        html = portal.get(url).get_data(as_text=True)
+        assert ">More than 60 calls<" in html
+        seen += TICKET.findall(html)
+        url = _next(html, "next")
+    assert seen == [f"{i:03d}" for i in range(122, -1, -1)]
+    # Under the bound, the exact count; a list without a text search is counted in full.
+    assert ">3 calls<" in portal.get("/calls/?status=all&q=Ticket 12").get_data(as_text=True)
+    assert ">123 calls<" in portal.get("/calls/?status=all").get_data(as_text=True)
