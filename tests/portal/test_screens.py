@@ -85,9 +85,14 @@ def _seed() -> dict[str, str]:
     from switchboard.people.models import Group
     from switchboard.people.services import create_person
     from switchboard.requests.models import Request
+    from switchboard.slm import admin as slm_admin
 
-    load_demo()
     admin = create_person(ADMIN_EMAIL, "Ada Admin", admin=True, customer=False, password=ADMIN_PASSWORD)
+    # Office hours and a default SLA before the demo's calls, so their pages show SLA times.
+    office = slm_admin.save_calendar(admin, "London office", "Europe/London", {d: "09:00-17:00" for d in range(5)})
+    sla = slm_admin.save_sla(admin, "Standard", calendar_id=office.id, is_default=True,
+                             targets={2: (2 * 3600, 8 * 3600), 3: (4 * 3600, 16 * 3600), 4: (8 * 3600, 40 * 3600)})
+    load_demo()
     desk_group = db.session.scalar(sa.select(Group).where(Group.name == "Service Desk"))
     desk_group.members.append(admin)
     make_default(desk_group)  # as `make run`'s first start does: My work shows "Unassigned"
@@ -121,14 +126,21 @@ def _seed() -> dict[str, str]:
         "admin-group": f"/admin/groups/{desk_group.id}",
         "admin-priorities": "/admin/priorities",
         "admin-health": "/admin/health",
+        "admin-calendars": "/admin/calendars",
+        "admin-calendar": f"/admin/calendars/{office.id}",
+        "admin-new-calendar": "/admin/calendars/new",
+        "admin-sla": f"/admin/slas/{sla.id}",
+        "admin-new-sla": "/admin/slas/new",
         "mail-accounts": "/admin/mail/accounts",
         "mail-account": f"/admin/mail/accounts/{account.id}",
         "mail-new-account": "/admin/mail/accounts/new",
+        "mail-account-oauth2": f"/admin/mail/accounts/{account.id}/oauth2",
         "mail-inbound": "/admin/mail/inbound",
         "mail-inbound-message": f"/admin/mail/inbound/{inbound.inbound_id}",
         "mail-servers": "/admin/mail/servers",
         "mail-server": f"/admin/mail/servers/{server.id}",
         "mail-new-server": "/admin/mail/servers/new",
+        "mail-server-oauth2": f"/admin/mail/servers/{server.id}/oauth2",
         "mail-templates": "/admin/mail/templates",
         "mail-template": "/admin/mail/templates/1",
         "mail-notifications": "/admin/mail/notifications",
