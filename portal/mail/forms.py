@@ -28,6 +28,9 @@ PROTOCOLS = [
     SelectChoice(Protocol.IMAP.value, "IMAP (the desk reads a mailbox)"),
     SelectChoice(Protocol.POP3.value, "POP3 (the desk reads a mailbox)"),
     SelectChoice(Protocol.LMTP.value, "LMTP (the mail server delivers to the desk)"),
+    # Signs in with OAuth2 only: add it with `mail accounts add --protocol graph`, or add it as IMAP
+    # first, set its OAuth2 settings, then switch it to Graph here.
+    SelectChoice(Protocol.GRAPH.value, "Microsoft Graph (a Microsoft 365 mailbox, OAuth2)"),
 ]
 SECURITY = [
     SelectChoice(Security.TLS.value, "TLS (IMAPS 993, POP3S 995)"),

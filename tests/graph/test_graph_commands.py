@@ -91,3 +91,28 @@ def test_graph_options_that_cannot_work_are_refused_and_add_nothing(desk, graph,
     assert db.session.scalar(sa.select(sa.func.count()).select_from(IncomingAccount)) == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OutgoingServer)) == 0
     assert db.session.scalar(sa.select(sa.func.count()).select_from(OAuthGrant)) == 0
+
+
+def test_a_graph_account_added_from_a_script_is_shown_and_saved_on_its_admin_page(
+        desk, graph, provider, mailbox, server_tls, people):
+    from tests.portal.conftest import Portal
+
+    options, secret = microsoft_options(provider, mailbox)
+    added = run(desk, ["mail", "accounts", "add", "--name", "m365-page", "--protocol", "graph", "--host",
+                       "127.0.0.1", "--port", str(graph.port), "--trusted-ca", str(server_tls.ca),
+                       "--username", mailbox, *options], stdin=secret + "\n")
+    assert added.exit_code == 0, added.output
+    account = db.session.scalars(sa.select(IncomingAccount).where(IncomingAccount.name == "m365-page")).one()
+    admin = Portal(desk.test_client())
+    assert admin.login(people["admin"].email, "admin-password-1").status_code == 302
+    page = admin.get(f"/admin/mail/accounts/{account.id}")
+    assert page.status_code == 200 and "OAuth2 (microsoft)" in page.get_data(as_text=True)
+    saved = admin.post(f"/admin/mail/accounts/{account.id}", {
+        "name": "m365-page", "protocol": "graph", "host": "127.0.0.1", "port": str(graph.port),
+        "security": "tls", "username": mailbox, "folder": "INBOX", "processed_folder": "Processed",
+        "after_processing": "move", "poll_interval_seconds": "120", "batch_size": "100",
+        "max_messages_per_session": "1000", "timeout_seconds": "30", "unknown_senders": "create",
+        "allow_new_calls": "y", "default_priority": "", "default_group": "", "default_analyst": ""})
+    assert saved.status_code == 303, saved.get_data(as_text=True)[:2000]
+    db.session.expire_all()
+    assert db.session.get(IncomingAccount, account.id).poll_interval_seconds == 120
