@@ -11,12 +11,13 @@ inflate; PostgreSQL's own CPU is in the wall time only).
                                      [--action-reps N] [--calls 100000] [--entries 1000000]
 
 Nothing here touches the test database: SQLite gets a file in a temporary
-folder, PostgreSQL a database named bench_portal_<pid>, dropped at the end.
+folder, PostgreSQL a database of its own (bench/poll.py's), dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import random
 import re
@@ -32,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+from bench.poll import _database, _drop  # noqa: E402  (a fresh database of the bench's own)
+
 PASSWORD = "bench-password-1"
 ANALYSTS, GROUPS, CUSTOMERS = 200, 20, 10_000
 BIG, SMALL = 5_000, 50  # the timelines of the two calls measured on their own
@@ -46,29 +48,6 @@ STYLESHEET = re.compile(r'<link[^>]+rel="stylesheet"[^>]+href="([^"]+)"|<link[^>
 
 
 # -- the database ------------------------------------------------------------------------------
-
-
-def _database(kind: str, tmp: str):
-    import sqlalchemy as sa
-
-    if kind == "sqlite":
-        return f"sqlite:///{tmp}/bench.db", None
-    import psycopg
-
-    name = f"bench_portal_{os.getpid()}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=name)
-    return url.render_as_string(hide_password=False), name
-
-
-def _drop(name: str | None) -> None:
-    if name:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _chunks(rows, size=20_000):
@@ -125,8 +104,6 @@ def fill(url: str, calls: int, entries: int, seed: int = 42) -> dict:
             blobs = []
             for i in range(20):
                 data = f"bench attachment {i}\n".encode() * (50 + i * 40)
-                import hashlib
-
                 sha = hashlib.sha256(data).hexdigest()
                 blobs.append(sha)
                 conn.execute(blob.insert(), {"sha256": sha, "size": len(data), "data": data, "created_at": now})

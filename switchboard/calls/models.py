@@ -41,6 +41,9 @@ class Call(db.Model):
         # an analyst's own calls in My work's order (most urgent, then waiting longest).
         sa.Index("ix_call_list_order", "updated_at", "id"),
         sa.Index("ix_call_analyst_work", "assigned_analyst_id", "priority_id", "logged_at", "id"),
+        # A group's queue in My work (nobody's calls of my groups still to do): counted from
+        # the index alone.
+        sa.Index("ix_call_group_queue", "assigned_group_id", "assigned_analyst_id", "status"),
     )
     # Service level (switchboard.slm): its clock runs while the call is open, from
     # sla_clock_started_at, on top of sla_used_seconds of business time used before (so a

@@ -3,13 +3,12 @@ statistics SQLite needs to use them: given at start and after migrations
 (switchboard.db.optimize_sqlite). Without statistics SQLite read every call of
 a status and sorted them for one page of the call list."""
 
-import pytest
 import sqlalchemy as sa
 
 from tests.conftest import make_test_app
 
 LIST_INDEXES = {
-    "call": {"ix_call_list_order", "ix_call_analyst_work"},
+    "call": {"ix_call_list_order", "ix_call_analyst_work", "ix_call_group_queue"},
     "history_entry": {"ix_history_entry_call_timeline", "ix_history_entry_request_timeline",
                       "ix_history_entry_task_timeline"},
     "service_request": {"ix_service_request_list_order"},
