@@ -25,6 +25,7 @@ from switchboard.inbound.bounds import MAX_HEADER_LINES, bound_head
 from switchboard.inbound.models import (
     IncomingAccount, IncomingAddress, InboundMessage, InboundStatus, MessageClaim,
 )
+from switchboard.inbound.mime import strip_leading
 from switchboard.inbound.parse import decode_header_text, first_address, parse_message_ids
 
 # Headers that say what the message is, not how it travelled: the same mail
@@ -147,7 +148,9 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
         raw = item.raw
         # The head only: given the whole message the parser would still read the body line by
         # line. Bounded as the full parse bounds it (inbound.bounds), since this answers the MTA.
-        head, _ = bound_head(_split(raw)[0].replace(b"\r\n", b"\n"))
+        # What some systems put before the first field (a byte-order mark, blank lines, an mbox
+        # From line) is skipped as the parse skips it: read as a header, it hid every field.
+        head, _ = bound_head(_split(strip_leading(raw)[0])[0].replace(b"\r\n", b"\n"))
         headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
         ids = parse_message_ids(str(headers.get("message-id", "") or ""))
         subject = decode_header_text(str(headers.get("subject", "") or ""))

@@ -20,6 +20,7 @@ from switchboard.history.services import timeline
 from switchboard.inbound.mime import MimeReader, split_head
 from switchboard.inbound.models import InboundStatus
 from switchboard.inbound.parse import parse_message
+from switchboard.inbound.store import store_message
 from tests.inbound.test_pipeline import account, deliver  # noqa: F401 (account is a fixture)
 
 # Bytes no text decoder would keep: every byte value, lone CRs and LFs, CRLFs, a NUL run. (Not
@@ -186,6 +187,15 @@ def test_a_message_that_starts_with_an_empty_line_is_all_body():
 def test_call_from_a_mail_with_a_bom_has_its_sender_and_subject(account):
     call = call_of(deliver(b"\xef\xbb\xbf" + mail(ARF_HEAD, b"Toner is low.", subject="Toner"), account))
     assert call.summary == "Toner" and "Toner is low." in call.description
+
+
+def test_a_mail_with_a_bom_is_stored_with_its_headers_and_is_the_same_message_without_it(account):
+    raw = mail(ARF_HEAD, b"Toner is low.", subject="Toner")
+    row = deliver(b"\xef\xbb\xbf" + raw, account)
+    # The inbound log's sender, subject and Message-ID, read when the mail is stored.
+    assert (row.from_address, row.subject, row.message_id) == ("carol@example.org", "Toner",
+                                                              parse_message(raw).message_id)
+    assert store_message(raw, source="lmtp", account=account, envelope_to=["help@desk.test"]).duplicate
 
 
 # -- 4. boundaries as RFC 2046 reads them
