@@ -110,6 +110,17 @@ def fingerprint(raw: bytes, headers) -> str:
     return h.hexdigest()
 
 
+def read_head(raw: bytes):
+    """The header fields storing reads (From, Subject, Message-ID and the identity headers).
+
+    The head only: given the whole message the parser would still read the body line by
+    line. Bounded as the full parse bounds it (inbound.bounds), since this answers the MTA.
+    What some systems put before the first field (a byte-order mark, blank lines, an mbox
+    From line) is skipped as the parse skips it: read as a header, it hid every field."""
+    head, _ = bound_head(_split(strip_leading(raw)[0])[0].replace(b"\r\n", b"\n"))
+    return BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
+
+
 def _scope(account_id: int | None) -> str:
     return f"account:{account_id}" if account_id is not None else "default"
 
@@ -146,12 +157,7 @@ def store_messages(items: list[Incoming]) -> list[Stored]:
     rows, blobs = [], {}
     for item in items:
         raw = item.raw
-        # The head only: given the whole message the parser would still read the body line by
-        # line. Bounded as the full parse bounds it (inbound.bounds), since this answers the MTA.
-        # What some systems put before the first field (a byte-order mark, blank lines, an mbox
-        # From line) is skipped as the parse skips it: read as a header, it hid every field.
-        head, _ = bound_head(_split(strip_leading(raw)[0])[0].replace(b"\r\n", b"\n"))
-        headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\n\n")
+        headers = read_head(raw)
         ids = parse_message_ids(str(headers.get("message-id", "") or ""))
         subject = decode_header_text(str(headers.get("subject", "") or ""))
         from_header = str(headers.get("from", "") or "")

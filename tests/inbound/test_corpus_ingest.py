@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from switchboard.db import db
 from switchboard.inbound.automated import is_never_answer_address
 from switchboard.inbound.models import InboundMessage, InboundStatus
+from switchboard.inbound.store import fingerprint, read_head
 from switchboard.outbox.models import OutboxMessage
 from tests.inbound import corpus_outcomes
 from tests.inbound.test_corpus_parse import corpus_messages
@@ -62,15 +63,22 @@ def test_whole_corpus_through_mail_ingest(app, corpus, tmp_path):
     expected = json.loads((root / "EXPECTED-bounces.json").read_text())["files"]
     automated = {hashlib.sha256((root / n).read_bytes()).hexdigest(): n
                  for n, info in expected.items() if info["kind"] != "not_bounce"}
+    # 829 files, fewer distinct messages: copies that differ only in line endings, and copies
+    # of one message (its Message-ID, From, Date, Subject) with another body, are one message,
+    # stored once (the first copy the corpus walk met, maybe from another folder). Every
+    # distinct message must be there, each once.
+    messages = {fingerprint(raw, read_head(raw)) for raw in ((root / n).read_bytes() for n in automated.values())}
     rows = db.session.execute(
         sa.select(InboundMessage.id, InboundMessage.raw_sha256, InboundMessage.status, InboundMessage.call_id)
-        .where(InboundMessage.raw_sha256.in_(list(automated)))).all()
-    assert len(rows) > 600  # 829 files, fewer distinct messages (see above)
+        .where(InboundMessage.fingerprint.in_(messages))).all()
+    assert len(rows) == len(messages) > 500, (len(rows), len(messages))
     ids = [r.id for r in rows]
-    answered = db.session.scalars(sa.select(OutboxMessage.inbound_id).where(OutboxMessage.inbound_id.in_(ids))).all()
-    assert answered == [], [automated[r.raw_sha256] for r in rows if r.id in answered]
-    logged = [automated[r.raw_sha256] for r in rows if r.call_id is not None]
-    # Two files are people forwarding a bounce by hand: those may log a call, nothing else may.
-    assert len(logged) <= 2, logged
+    answered = set(db.session.scalars(sa.select(OutboxMessage.inbound_id).where(OutboxMessage.inbound_id.in_(ids))))
+    logged = {r.id for r in rows if r.call_id is not None}
+    name = {r.id: automated.get(r.raw_sha256, r.raw_sha256) for r in rows}
+    # Two messages are people forwarding a bounce by hand (lhost-sendmail-14: "Fwd: Returned
+    # mail"): those may log a call, and be told so; nothing else may log a call or be answered.
+    assert len(logged) <= 2, [name[i] for i in logged]
+    assert answered <= logged, [name[i] for i in answered - logged]
     assert sum(r.status is InboundStatus.IGNORED for r in rows) >= 0.99 * len(rows)
 
