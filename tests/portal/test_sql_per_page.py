@@ -89,12 +89,15 @@ PAGE_BOUNDS = {
 }
 
 
-@pytest.mark.parametrize("name", list(PAGE_BOUNDS))
-def test_list_pages_stay_within_their_statement_bound(busy_desk, login, name):
+def test_list_pages_stay_within_their_statement_bound(busy_desk, login):
     portal = login("anna")
-    url, bound = PAGE_BOUNDS[name]
-    sent, page = _served(portal, "GET", url)
-    assert sent <= bound, f"{name}: {sent} statements (bound {bound})"
+    over = {}
+    for name, (url, bound) in PAGE_BOUNDS.items():
+        sent, page = _served(portal, "GET", url)
+        assert "Printer" in page, name  # a page of calls was shown, not an empty list
+        if sent > bound:
+            over[name] = f"{sent} statements (bound {bound})"
+    assert over == {}
 
 
 def test_a_long_timeline_costs_the_statements_of_a_short_one(busy_desk, login):
