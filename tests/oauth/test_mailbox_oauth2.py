@@ -160,20 +160,6 @@ def test_a_wrong_client_secret_needs_reconnecting_at_once(desk, provider, oauth_
     assert "Not-The-Secret-42" not in result.error
 
 
-def test_microsoft_client_credentials_through_msal(desk, provider, oauth_dovecot):
-    """MSAL's own code path (discovery, then the client credentials grant) against the test
-    server standing in for Entra ID: no Microsoft endpoint can be reached from here."""
-    email = _mailbox(oauth_dovecot)
-    client_id, secret = provider.add_client(mailbox=email)
-    grant = new_grant(provider="microsoft", flow="app", client_id=client_id, client_secret=secret,
-                      tenant_id="tenant-1", token_endpoint=f"{provider.base_url}/tenant-1")
-    account = _account(oauth_dovecot, email, grant, Protocol.IMAP)
-    oauth_dovecot.append(email, _mail(1))
-    result = poll_account(account.id)
-    assert result.ok, result.error
-    assert _stored(account) == 1
-
-
 def test_the_admins_hear_once_that_a_mailbox_needs_reconnecting(desk, provider, oauth_dovecot, people):
     from switchboard.outbox.models import OutboxMessage
     from switchboard.oauth.tokens import reconnected
@@ -231,12 +217,16 @@ def test_google_delegated_refresh_through_google_auth(desk, provider, oauth_dove
         "a refresh token Google rotated was not kept"
 
 
-def test_microsoft_client_credentials_with_a_certificate_through_msal(desk, provider, oauth_dovecot):
-    """The app proves itself with a certificate instead of a secret: MSAL signs a client
-    assertion (RFC 7523) that the tests' server checks against the registered certificate."""
+@pytest.mark.parametrize("proof", ["secret", "certificate"])
+def test_microsoft_client_credentials_through_msal(desk, provider, oauth_dovecot, proof):
+    """MSAL's own code path (discovery, then the client credentials grant) against the test
+    server standing in for Entra ID (no Microsoft endpoint can be reached from here). The app
+    proves itself with a secret, or with a certificate: MSAL then signs a client assertion
+    (RFC 7523) that the tests' server checks against the registered certificate."""
     email = _mailbox(oauth_dovecot)
-    client_id, key_and_certificate = provider.add_certificate_client(mailbox=email)
-    grant = new_grant(provider="microsoft", flow="app", client_id=client_id, client_secret=key_and_certificate,
+    client_id, secret = (provider.add_client(mailbox=email) if proof == "secret"
+                         else provider.add_certificate_client(mailbox=email))
+    grant = new_grant(provider="microsoft", flow="app", client_id=client_id, client_secret=secret,
                       tenant_id="tenant-1", token_endpoint=f"{provider.base_url}/tenant-1")
     account = _account(oauth_dovecot, email, grant, Protocol.IMAP)
     oauth_dovecot.append(email, _mail(1))

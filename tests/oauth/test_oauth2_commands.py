@@ -20,16 +20,22 @@ def _run(app, args, stdin=""):
     return app.test_cli_runner().invoke(args=args, input=stdin)
 
 
+def _add_oauth2_account(app, name, email, provider, oauth_dovecot):
+    """`mail accounts add` of an IMAP mailbox signing in with a generic provider's app grant,
+    the secret on stdin as a script gives it. Returns the result and the secret."""
+    client_id, secret = provider.add_client(mailbox=email)
+    return _run(app, ["mail", "accounts", "add", "--name", name, "--protocol", "imap",
+                      "--host", oauth_dovecot.host, "--port", str(oauth_dovecot.ports.imaps),
+                      "--trusted-ca", str(oauth_dovecot.ca_path), "--username", email, "--after", "seen",
+                      "--oauth2-provider", "generic", "--oauth2-client-id", client_id,
+                      "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", provider.token_endpoint],
+                stdin=secret + "\n"), secret
+
+
 def test_an_oauth2_mailbox_added_from_a_script_is_polled_and_listed_with_its_state(desk, provider, oauth_dovecot):
     email = f"script{next(_scripts)}-{os.getpid()}@example.test"
     oauth_dovecot.append(email, b"From: carol@example.org\r\nSubject: printer\r\nMessage-ID: <s1@example.org>\r\n\r\nhi\r\n")
-    client_id, secret = provider.add_client(mailbox=email)
-    added = _run(desk, ["mail", "accounts", "add", "--name", "m365", "--protocol", "imap",
-                        "--host", oauth_dovecot.host, "--port", str(oauth_dovecot.ports.imaps),
-                        "--trusted-ca", str(oauth_dovecot.ca_path), "--username", email, "--after", "seen",
-                        "--oauth2-provider", "generic", "--oauth2-client-id", client_id,
-                        "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", provider.token_endpoint],
-                 stdin=secret + "\n")
+    added, secret = _add_oauth2_account(desk, "m365", email, provider, oauth_dovecot)
     assert added.exit_code == 0, added.output
     assert secret not in added.output
     grant = db.session.get(OAuthGrant, db.session.query(IncomingAccount).filter_by(name="m365").one().oauth_grant_id)
@@ -87,13 +93,7 @@ def test_desk_health_alarms_at_once_for_a_mailbox_that_needs_reconnecting(desk, 
     import json
 
     email = f"health{next(_scripts)}-{os.getpid()}@example.test"
-    client_id, secret = provider.add_client(mailbox=email)
-    added = _run(desk, ["mail", "accounts", "add", "--name", "watched", "--protocol", "imap",
-                        "--host", oauth_dovecot.host, "--port", str(oauth_dovecot.ports.imaps),
-                        "--trusted-ca", str(oauth_dovecot.ca_path), "--username", email, "--after", "seen",
-                        "--oauth2-provider", "generic", "--oauth2-client-id", client_id,
-                        "--oauth2-client-secret-stdin", "--oauth2-token-endpoint", provider.token_endpoint],
-                 stdin=secret + "\n")
+    added, _ = _add_oauth2_account(desk, "watched", email, provider, oauth_dovecot)
     assert added.exit_code == 0, added.output
     provider.revoke(email)
     _run(desk, ["mail", "poll", "--account", "watched"])
