@@ -55,7 +55,9 @@ def test_nul_in_headers_and_body_is_stored_and_acted_on(app, desk_accounts, rece
     assert "\x00" not in call.description and "on floor 2 is jammed" in call.description
     assert call.customer.name == "Carol Customer"
     [attachment] = db.session.scalars(sa.select(Attachment))
-    assert attachment.filename == "log.txt"
+    # A control character in a name is replaced, never dropped: the rest of the name stays as sent
+    # (issue 10, item 10).
+    assert attachment.filename == "log_.txt"
     assert db.session.get(Blob, attachment.blob_sha256).data == b"paper\x00 path error"  # a file keeps its bytes
     [row] = db.session.scalars(sa.select(InboundMessage))
     assert row.status.value == "processed", row.outcome
