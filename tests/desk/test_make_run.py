@@ -136,49 +136,34 @@ def _make_killed(make):
     os.kill(make.pid, signal.SIGKILL)
 
 
+def _run_and_stop(desk_home, how) -> float:
+    """One `make run`: started, running, stopped by `how`; the seconds the stop took."""
+    env, portal, lmtp, tmp = desk_home
+    log = tmp / "make-run.log"
+    make = _start(env, log)
+    try:
+        _wait_until_running(make, portal, lmtp, log)
+        return _stop_and_check(make, how, portal, lmtp, log)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGKILL)
+            make.wait()
+
+
 @pytest.mark.parametrize("how", [_ctrl_c, _sigterm_to_make], ids=["ctrl-c", "sigterm-to-make"])
 def test_make_run_stops_everything_and_starts_again_five_times(desk_home, how):
     env, portal, lmtp, tmp = desk_home
-    log = tmp / "make-run.log"
-    times = []
-    for _ in range(5):
-        make = _start(env, log)
-        try:
-            _wait_until_running(make, portal, lmtp, log)
-            times.append(_stop_and_check(make, how, portal, lmtp, log))
-        finally:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGKILL)
-                make.wait()
+    times = [_run_and_stop(desk_home, how) for _ in range(5)]
     print(f"stopped in {', '.join(f'{t:.1f}' for t in times)} s")
-    assert "Switchboard stopped." in log.read_text()
+    assert "Switchboard stopped." in (tmp / "make-run.log").read_text()
     assert not (tmp / "home" / ".gunicorn").exists(), "gunicorn put its control socket in the user's home"
-
-
-def test_the_runner_stops_everything_when_make_is_killed(desk_home):
-    env, portal, lmtp, tmp = desk_home
-    log = tmp / "make-run.log"
-    make = _start(env, log)
-    try:
-        _wait_until_running(make, portal, lmtp, log)
-        _stop_and_check(make, _make_killed, portal, lmtp, log)
-        assert "make is gone; stopping." in log.read_text()
-    finally:
-        if make.poll() is None:
-            os.killpg(make.pid, signal.SIGKILL)
-
-
-def test_first_start_writes_the_config_every_command_reads(desk_home):
-    env, portal, lmtp, tmp = desk_home
-    log = tmp / "make-run.log"
-    make = _start(env, log)
-    try:
-        _wait_until_running(make, portal, lmtp, log)
-        _stop_and_check(make, _ctrl_c, portal, lmtp, log)
-    finally:
-        if make.poll() is None:
-            os.killpg(make.pid, signal.SIGKILL)
+    # The first start wrote the config every later command reads.
     written = (tmp / "switchboard.toml").read_text()
     assert f"PORTAL_PORT = {portal}" in written
     assert f'DESK_URL = "http://127.0.0.1:{portal}"' in written
     assert (tmp / "switchboard.toml").stat().st_mode & 0o077 == 0, "the config file may hold a database password"
+
+
+def test_the_runner_stops_everything_when_make_is_killed(desk_home):
+    _run_and_stop(desk_home, _make_killed)
+    assert "make is gone; stopping." in (desk_home[3] / "make-run.log").read_text()
