@@ -62,7 +62,7 @@ def save_grant(owner, *, actor, provider: str, flow: str, client_id: str, client
     require(actor, "admin")
     grant = owner.oauth_grant
     if grant is None:
-        if not client_secret and provider != "google":
+        if not client_secret:  # Google's app sign-in: the service account's JSON key
             raise InvalidInput("Give the client secret.", field="client_secret")
         grant = new_grant(provider=provider, flow=flow, client_id=client_id, client_secret=client_secret,
                           tenant_id=tenant_id, token_endpoint=token_endpoint,
