@@ -269,14 +269,24 @@ def poll_account(account_id: int, *, gate=None, on_stored=None) -> PollResult:
             account.last_error_at = utcnow()
             account.failing_since = account.failing_since or account.last_error_at
             if account.oauth_grant_id is not None:
-                from switchboard.oauth.notices import notify_refused_grants
-
-                notify_refused_grants()  # the admins hear of a refused grant once, with this outcome
+                _announce_refused_grants()
         db.session.commit()
     except Exception:
         db.session.rollback()
         log.exception("recording the poll outcome of %s failed", result.account)
     return result
+
+
+def _announce_refused_grants() -> None:
+    """The admins hear of a refused OAuth2 grant once, with this poll's outcome; in a savepoint,
+    so a failure here (logged; the scheduler's job tries again) never loses the outcome."""
+    from switchboard.oauth.notices import notify_refused_grants
+
+    try:
+        with db.session.begin_nested():
+            notify_refused_grants()
+    except Exception:
+        log.exception("queueing the 'needs reconnecting' notice failed")
 
 
 # The protocols whose mailboxes the desk reads itself (LMTP accounts are delivered to).
