@@ -5,11 +5,10 @@ OAuth2 server's page, and comes back to "connected"; the mailbox is then polled 
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.portal.live import served
 from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, sync_api  # noqa: F401  (fixture)
 
 
@@ -35,14 +34,10 @@ def live_desk(tmp_path, server_tls, oauth_dovecot):
         db.session.add(account)
         db.session.commit()
         account_id = account.id
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield app, f"http://127.0.0.1:{server.server_port}", account_id, email
+        with served(app) as base:
+            yield app, base, account_id, email
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
         with app.app_context():
             db.engine.dispose()
 

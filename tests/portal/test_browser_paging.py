@@ -3,12 +3,11 @@ newest 50 entries, and "Older entries" loads the next 50 below them in place
 (htmx, under the real CSP), until the first entry, each entry once. Chromium as
 tests/portal/test_browser.py starts it (same fixture)."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from werkzeug.serving import make_server
 
+from tests.portal.live import served
 from tests.portal.test_browser import CHROMIUM, CHROMIUM_ARGS, PHONE, sync_api  # noqa: F401  (fixture)
 
 
@@ -37,14 +36,10 @@ def long_call_portal(tmp_path):
             note.created_at = start + timedelta(seconds=n)
         db.session.commit()
         call_id = call.id
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", call_id
+        with served(app) as base:
+            yield base, call_id
     finally:
-        server.shutdown()
-        thread.join(timeout=5)
         with app.app_context():
             db.engine.dispose()
 
