@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from scheduler import jobs
-from switchboard.db import db, utcnow
+from switchboard.db import db, lock_path, utcnow
 from switchboard.health.beat import record_run, register_jobs
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,7 @@ def lock_file(app, engine) -> str:
     """Beside the SQLite database (`<file>.scheduler-lock`): one lock per database, as with
     PostgreSQL, whatever folder a scheduler runs from; in the instance folder for an
     in-memory database."""
-    database = engine.url.database
-    if database and database != ":memory:" and not database.startswith("file:"):
-        return os.path.abspath(database) + ".scheduler-lock"
-    return os.path.join(app.instance_path, "scheduler.lock")
+    return lock_path(engine, "scheduler-lock", app.instance_path)
 
 
 class SingleScheduler:

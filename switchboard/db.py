@@ -192,3 +192,16 @@ def optimize_sqlite(connection) -> None:
         if rows and (stale or not indexes <= indexed.get(table, set())):
             run(f'ANALYZE "{table}"')
     run("PRAGMA optimize")
+
+
+def lock_path(engine, name: str, instance_path: str) -> str:
+    """A lock file that stands for one SQLite database (`<file>.<name>`), whatever folder a
+    process runs from; in the instance folder for an in-memory database. For locks that
+    must not hold SQLite's only write lock (the scheduler's, an OAuth2 refresh)."""
+    import os
+
+    database = engine.url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        return os.path.abspath(database) + f".{name}"
+    os.makedirs(instance_path, exist_ok=True)
+    return os.path.join(instance_path, name)

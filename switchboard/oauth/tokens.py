@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,7 +20,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from switchboard import secrets
-from switchboard.db import db, utcnow
+from switchboard.db import db, lock_path, utcnow
 from switchboard.errors import DeskError
 from switchboard.oauth import providers
 from switchboard.oauth.models import Flow, GrantState, OAuthGrant
@@ -138,11 +137,7 @@ def _one_at_a_time(grant_id: int):
     does, without holding SQLite's only write lock over a network call."""
     handle = None
     if db.engine.dialect.name == "sqlite":
-        database = db.engine.url.database
-        folder = os.path.dirname(os.path.abspath(database)) if database and database != ":memory:" \
-            else current_app.instance_path
-        os.makedirs(folder, exist_ok=True)
-        handle = open(os.path.join(folder, f"{os.path.basename(database or 'memory')}.oauth-{grant_id}.lock"), "a")
+        handle = open(lock_path(db.engine, f"oauth-{grant_id}.lock", current_app.instance_path), "a")
         fcntl.flock(handle, fcntl.LOCK_EX)
     session = Session(db.engine, expire_on_commit=False)
     try:
