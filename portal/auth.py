@@ -1,6 +1,7 @@
 """Logging in and out. Sessions are bound to a person's session version, so
 changing a password or deactivating someone ends their sessions everywhere."""
 
+import re
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -60,9 +61,20 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=500)])
 
 
+# Browsers read a backslash as a slash and drop tabs and line breaks from a URL, so
+# "/\evil.example" or "/<TAB>/evil.example" in a Location header leaves the site.
+_NOT_IN_A_NEXT_PATH = re.compile(r"[\\\x00-\x20\x7f]")
+
+
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: never send someone off to another host after login.
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and not _NOT_IN_A_NEXT_PATH.search(target)
+        and not urlsplit(target).netloc
+    ):
         return target
     return url_for("work.my_work")
 
