@@ -9,9 +9,14 @@ inflate; PostgreSQL's own CPU is in the wall time only).
 
     .venv/bin/python bench/portal.py [--database sqlite|postgresql|both] [--reps 30]
                                      [--action-reps N] [--calls 100000] [--entries 1000000]
+                                     [--reuse]
+
+Pages are asked for round robin (each round asks for every page once), so a noisy
+stretch of a shared machine lands on all of them alike.
 
 Nothing here touches the test database: SQLite gets a file in a temporary
-folder, PostgreSQL a database of its own (bench/poll.py's), dropped at the end.
+folder, PostgreSQL a database of its own (bench/poll.py's), dropped at the end;
+with --reuse both are kept for the next run (filling takes a minute or two).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest import PG_ADMIN_URL  # noqa: E402
 from bench.poll import _database, _drop  # noqa: E402  (a fresh database of the bench's own)
 
 PASSWORD = "bench-password-1"
@@ -180,7 +186,8 @@ def fill(url: str, calls: int, entries: int, seed: int = 42) -> dict:
         db.engine.dispose()
     print(f"  filled in {time.perf_counter() - started:.0f} s: {calls} calls, {entries} timeline rows, "
           f"{len(attach_rows)} attachments", flush=True)
-    return {"big": big_id, "small": small_id, "page": page, "last_before_page": tuple(row)}
+    return {"big": big_id, "small": small_id, "page": page, "last_before_page": tuple(row), "calls": calls,
+            "entries": entries}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -301,21 +308,27 @@ def measure(base: str, ids: dict, reps: int, master: int, action_reps: int) -> l
     ]
     if older:
         pages.append((f"'older' on the {BIG}-row timeline (htmx)", older))
-    results = []
-    for label, path in pages:
-        htmx = label.endswith("(htmx)")
-        for _ in range(2):  # warm the caches of the server and the database
-            client.timed("GET", path, htmx=htmx)
-        times = []
-        cpu = _server_cpu_ms(master)
-        for _ in range(reps):
-            ms, status, size = client.timed("GET", path, htmx=htmx)
+    # Round robin: every round asks for each page once, so a noisy stretch of this shared
+    # machine lands on all pages alike instead of on whichever page was being measured.
+    for label, path in pages:  # warm the caches of the server and the database
+        for _ in range(2):
+            client.timed("GET", path, htmx=label.endswith("(htmx)"))
+    times = {label: [] for label, _ in pages}
+    cpus = {label: 0.0 for label, _ in pages}
+    sizes = {}
+    for _ in range(reps):
+        for label, path in pages:
+            cpu = _server_cpu_ms(master)
+            ms, status, size = client.timed("GET", path, htmx=label.endswith("(htmx)"))
+            cpus[label] += (_server_cpu_ms(master) - cpu) / reps
             assert status == 200, (label, path, status)
-            times.append(ms)
-        cpu = (_server_cpu_ms(master) - cpu) / reps
-        results.append((label, times, status, size, cpu))
-        print(f"  {label}: p50 {_p(times, 50):.1f} ms, p95 {_p(times, 95):.1f} ms, {size:,} bytes, "
-              f"server CPU {cpu:.1f} ms", flush=True)
+            times[label].append(ms)
+            sizes[label] = size
+    results = []
+    for label, _ in pages:
+        results.append((label, times[label], 200, sizes[label], cpus[label]))
+        print(f"  {label}: p50 {_p(times[label], 50):.1f} ms, p95 {_p(times[label], 95):.1f} ms, "
+              f"{sizes[label]:,} bytes, server CPU {cpus[label]:.1f} ms", flush=True)
 
     # The htmx actions, on the big call, as its page's forms post them; pairs that undo each
     # other alternate so every request finds the call in a state the action fits.
@@ -373,10 +386,17 @@ def _p(values: list[float], pct: int) -> float:
 def one_database(kind: str, args, tree: Path) -> list:
     print(f"{kind}:", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-portal-") as tmp:
-        url, name = _database(kind, tmp)
+        if args.reuse:
+            url, name, ids = _reused(kind, args)
+        else:
+            url, name = _database(kind, tmp)
+            ids = None
         server = None
         try:
-            ids = fill(url, args.calls, args.entries)
+            if ids is None:
+                ids = fill(url, args.calls, args.entries)
+                if args.reuse:
+                    _remember(kind, ids)
             log = Path(tmp) / "gunicorn.log"
             server, base = serve(url, tree, log)
             try:
@@ -388,7 +408,60 @@ def one_database(kind: str, args, tree: Path) -> list:
             if server is not None:
                 server.terminate()
                 server.wait(30)
-            _drop(name)
+            if not args.reuse:
+                _drop(name)
+
+
+# --reuse: the filled database is kept between runs (filling takes a minute or two), in
+# this folder for SQLite and as this database on PostgreSQL; a run after a new migration
+# upgrades it first.
+REUSED = Path(tempfile.gettempdir()) / "switchboard-bench-portal"
+REUSED_PG = "bench_portal_reuse"
+
+
+def _reused(kind: str, args) -> tuple[str, str | None, dict | None]:
+    import json
+
+    import sqlalchemy as sa
+
+    REUSED.mkdir(exist_ok=True)
+    remembered = REUSED / f"{kind}-{args.calls}-{args.entries}.json"
+    if kind == "sqlite":
+        url = f"sqlite:///{REUSED}/bench-{args.calls}-{args.entries}.db"
+    else:
+        url = sa.engine.make_url(PG_ADMIN_URL).set(drivername="postgresql+psycopg", database=REUSED_PG)
+        url = url.render_as_string(hide_password=False)
+    if not remembered.exists():
+        if kind == "sqlite":
+            Path(sa.engine.make_url(url).database).unlink(missing_ok=True)
+        else:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{REUSED_PG}" WITH (FORCE)')
+                conn.execute(f'CREATE DATABASE "{REUSED_PG}"')
+        return url, None, None
+    ids = json.loads(remembered.read_text())
+    ids["last_before_page"] = (ids["last_before_page"][0], datetime.fromisoformat(ids["last_before_page"][1]))
+    from flask_migrate import upgrade
+
+    from tests.conftest import make_test_app
+
+    app = make_test_app(url)
+    with app.app_context():
+        upgrade()
+    print(f"  reusing the database filled earlier ({remembered})", flush=True)
+    return url, None, ids
+
+
+def _remember(kind: str, ids: dict) -> None:
+    import json
+
+    last_id, last_updated = ids["last_before_page"]
+    if not isinstance(last_updated, datetime):
+        last_updated = datetime.fromisoformat(str(last_updated))
+    (REUSED / f"{kind}-{ids['calls']}-{ids['entries']}.json").write_text(
+        json.dumps({**ids, "last_before_page": [last_id, last_updated.isoformat()]}))
 
 
 def main() -> None:
@@ -398,6 +471,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--action-reps", type=int, help="rounds of the htmx actions (default: --reps)")
+    parser.add_argument("--reuse", action="store_true",
+                        help=f"keep the filled database for the next run ({REUSED}, PostgreSQL {REUSED_PG})")
     args = parser.parse_args()
     kinds = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     results = {kind: one_database(kind, args, ROOT) for kind in kinds}
