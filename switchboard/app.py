@@ -30,11 +30,17 @@ def init_domain(app: Flask, overrides: dict | None = None) -> None:
     if overrides:
         app.config.from_mapping(overrides)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
+    # LIFO: a quiet portal keeps using the connection it used last, whose caches are warm
+    # (SQLite's page cache, psycopg's prepared statements, which come after 5 uses on one
+    # connection); the default FIFO walks every pooled connection in turn.
     if url.startswith("sqlite:"):
         # One writer at a time on SQLite: wait for the lock instead of failing.
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
+        options = {"connect_args": {"timeout": 30}}
+        if sa.engine.make_url(url).database not in (None, "", ":memory:"):
+            options["pool_use_lifo"] = True  # a file's pool (an in-memory one has no choice)
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
     else:
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_use_lifo": True})
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
     with app.app_context():
@@ -83,4 +89,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # IMAP move, an exit status to the MTA) promises; NORMAL could lose the last
     # commits to a power cut. With commits grouped it costs about 0.3 ms each here.
     cursor.execute("PRAGMA synchronous=FULL")
+    # 16 MB of page cache per connection (SQLite's default is 2 MB): the indexes the lists
+    # and My work walk stay in memory on a desk of 100,000 calls.
+    cursor.execute("PRAGMA cache_size=-16000")
     cursor.close()
