@@ -5,21 +5,28 @@ with counts."""
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from flask import Blueprint, render_template, request
 
 from portal.auth import current_person
-from portal.pagination import count
 from switchboard.calls.models import Call
-from switchboard.calls.queries import LISTED_WITH, assigned_calls, group_queue_calls, unassigned_calls
+from switchboard.calls.queries import (
+    LISTED_WITH,
+    assigned_calls,
+    group_queue_calls,
+    sees_unassigned,
+    unassigned_queue,
+)
 from switchboard.db import db
-from switchboard.slm.queries import soonest_due_first
-from switchboard.desk.routing import default_group
+from switchboard.desk.routing import default_group_id
+from switchboard.people.models import Group, group_membership
 from switchboard.requests.queries import (
     TASK_LISTED_WITH,
     assigned_tasks,
     awaiting_decision,
     group_queue_tasks,
 )
+from switchboard.slm.queries import soonest_due_first
 
 bp = Blueprint("work", __name__)
 
@@ -33,31 +40,59 @@ class Section:
     total: int
 
 
-def _section(query) -> Section:
+def _count(query) -> sa.ScalarSelect:
+    return query.order_by(None).with_only_columns(sa.func.count(), maintain_column_froms=True).scalar_subquery()
+
+
+def _rows(query, total: int) -> Section:
+    # An empty section costs no statement: its count said so.
+    if not total:
+        return Section([], 0)
     shown_with = LISTED_WITH if query.column_descriptions[0]["entity"] is Call else TASK_LISTED_WITH
-    return Section(db.session.scalars(query.options(*shown_with).limit(SHOWN)).all(), count(query))
+    return Section(db.session.scalars(query.options(*shown_with).limit(SHOWN)).all(), total)
 
 
 @bp.route("/")
 def my_work():
     me = current_person()
-    desk_group = default_group()
-    unassigned = unassigned_calls(me, desk_group.id if desk_group else None)
-    group_calls = group_queue_calls(me)
-    if unassigned is not None and desk_group is not None:
-        # The default group's calls are under "Unassigned": not twice.
-        group_calls = group_calls.where(Call.assigned_group_id != desk_group.id)
+    desk_group_id = default_group_id()
     # ?sort=due: the calls soonest due (SLA) first; otherwise most urgent, then waiting longest.
     sort = "due" if request.args.get("sort") == "due" else "priority"
     order = soonest_due_first if sort == "due" else (lambda query: query)
+    sections = {
+        "my_calls": order(assigned_calls(me)),
+        "my_tasks": assigned_tasks(me),
+        "decisions": awaiting_decision(me),
+        "group_calls": order(group_queue_calls(me)),
+        "group_tasks": group_queue_tasks(me),
+    }
+    # Counted too, for what only some people see: "Unassigned", and, beside it, the queues of
+    # my groups but the default one (its calls are under "Unassigned": not twice).
+    counted = dict(sections)
+    facts = []
+    if desk_group_id is not None:
+        counted["unassigned"] = order(unassigned_queue(desk_group_id))
+        counted["other_group_calls"] = order(group_queue_calls(me).where(Call.assigned_group_id != desk_group_id))
+        facts = [
+            sa.select(Group.name).where(Group.id == desk_group_id).scalar_subquery().label("desk_group"),
+            sa.exists().where(group_membership.c.group_id == desk_group_id,
+                              group_membership.c.person_id == me.id).label("in_desk_group"),
+        ]
+    elif me.is_admin:
+        counted["unassigned"] = order(unassigned_queue(None))
+    # Every count, the default group's name and whether I am in it: one statement.
+    found = dict(db.session.execute(
+        sa.select(*(_count(query).label(name) for name, query in counted.items()), *facts)
+    ).one()._mapping)
+    if "unassigned" in counted and sees_unassigned(me, desk_group_id, bool(found.get("in_desk_group"))):
+        sections["unassigned"] = counted["unassigned"]
+        if desk_group_id is not None:
+            sections["group_calls"], found["group_calls"] = counted["other_group_calls"], found["other_group_calls"]
+    shown = {name: _rows(query, found[name]) for name, query in sections.items()}
     return render_template(
         "work/my_work.html",
         sort=sort,
-        my_calls=_section(order(assigned_calls(me))),
-        my_tasks=_section(assigned_tasks(me)),
-        decisions=_section(awaiting_decision(me)),
-        unassigned=_section(order(unassigned)) if unassigned is not None else None,
-        desk_group=desk_group,
-        group_calls=_section(order(group_calls)),
-        group_tasks=_section(group_queue_tasks(me)),
+        unassigned=shown.pop("unassigned", None),
+        desk_group=found.get("desk_group"),
+        **shown,
     )

@@ -64,10 +64,11 @@ def _fill(engine, calls: int) -> None:
 def test_sqlite_gets_statistics_at_start_so_the_call_list_walks_its_index(tmp_path):
     """A database filled after its migrations (tables empty when they ran) has no
     statistics; the next start gives it some, and the call list's first page is then
-    read in list order from ix_call_list_order instead of sorted."""
+    read in list order from ix_call_list_order instead of sorted, with what each line shows
+    (customer, analyst, group, priority) joined in."""
     from flask_migrate import upgrade
 
-    from switchboard.calls.queries import find_calls
+    from switchboard.calls.queries import LISTED_WITH, find_calls
     from switchboard.db import db
 
     url = f"sqlite:///{tmp_path / 'desk.db'}"
@@ -85,9 +86,13 @@ def test_sqlite_gets_statistics_at_start_so_the_call_list_walks_its_index(tmp_pa
     restarted = make_test_app(url)
     with restarted.app_context():
         plan = _plan(db.engine, find_calls(None).limit(51))
+        listed = _plan(db.engine, find_calls(None).options(*LISTED_WITH).limit(51))
         stats = dict(db.session.execute(sa.text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'call'")).all())
         db.engine.dispose()
     assert "ix_call_list_order" in plan and "TEMP B-TREE" not in plan, plan
+    # The page as the list reads it: the call table first, walked in order, so the LIMIT
+    # stops the walk; the joined tables are looked up a line at a time.
+    assert listed.startswith("SCAN call USING INDEX ix_call_list_order") and "TEMP B-TREE" not in listed, listed
     assert stats["ix_call_list_order"].startswith("3000 ")
 
 
