@@ -144,7 +144,7 @@ def send_due(limit: int = 100, lease_seconds: int = 300, *,
         if due:
             report.unreachable = True
             report.problems.append(f"{due} mail(s) due but no usable outgoing server "
-                                   "(add one with `flask mail servers add`)")
+                                   "(add one with `flask --app wsgi mail servers add`)")
         return report
 
     now = utcnow()
