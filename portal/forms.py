@@ -94,6 +94,13 @@ class CheckboxesField(SelectMultipleField):
     option_widget = CheckboxInput()
 
 
+def form_asked_for(name: str | None, offered) -> str | None:
+    """Forms on demand (see on_demand in _forms.html): the action form a page renders open
+    because the no-JS link asked for it (?form=<name>), if it is one the page offers to this
+    person; any other name is ignored (the page shows without it, no error)."""
+    return name if name and name in offered else None
+
+
 def offer_mail_choice(form) -> None:
     """A forward form keeps its "Email the new owner" box only while the
     admin's switch lets analysts choose; otherwise the settings decide."""

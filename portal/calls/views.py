@@ -1,12 +1,15 @@
 """Call pages: list, log a call, a call's page, and one POST route per thing
 an analyst does to a call. Every action calls one service with the acting
 person and commits once; with htmx it answers the call's fragment (timeline
-and forms), without JS it redirects back to the page."""
+and forms), without JS it redirects back to the page. The page renders only the
+note form; every other action's form is fetched when its <details> is opened
+(the form route), or rendered open with ?form=<action> without JS."""
 
 from dataclasses import dataclass
 from typing import Callable
 
 from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from sqlalchemy.orm import joinedload
 
 from portal.auth import current_person
 from portal.calls.forms import (
@@ -20,7 +23,7 @@ from portal.calls.forms import (
     ResumeForm,
     UpdateForm,
 )
-from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, mail_choice, uploads
+from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, form_asked_for, mail_choice, uploads
 from portal.htmx import is_htmx, vary_on_htmx
 from portal.pagination import encode_position, keyset_paginate, position_arg
 from switchboard.calls.models import Call, CallStatus
@@ -40,7 +43,9 @@ from switchboard.calls.services import (
 from switchboard.history.services import timeline_page
 from switchboard.outbox.manual import send_manual_mail
 from switchboard.people.services import find_or_create_customer
-from switchboard.permissions import allowed
+from switchboard.db import db
+from switchboard.errors import InvalidTransition
+from switchboard.permissions import allowed, require
 
 bp = Blueprint("calls", __name__, url_prefix="/calls")
 
@@ -50,6 +55,19 @@ PAGE_SIZE = 50
 SEARCH_COUNTED = 1000
 # Timeline entries per page, newest first; "Older" loads the next page in place.
 TIMELINE_PAGE = 50
+
+# What a call's page shows about the call itself, read with the call in one statement
+# rather than one lazy load per fact while the page renders.
+SHOWN_WITH = (
+    joinedload(Call.customer),
+    joinedload(Call.assigned_analyst),
+    joinedload(Call.assigned_group),
+    joinedload(Call.priority),
+    joinedload(Call.logged_by),
+    joinedload(Call.sla),
+)
+# The form the call's page always renders inline: the one used most.
+ALWAYS_SHOWN = "update"
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,11 @@ class CallAction:
     fits: Callable[[Call], bool]
     run: Callable
     done: str
+
+    def offered(self, call, person) -> bool:
+        """Whether the call's page offers this action to this person (the same rule the
+        service applies when it runs)."""
+        return self.fits(call) and allowed(person, self.permission, call)
 
 
 def _not_closed(call):
@@ -182,7 +205,21 @@ def new():
 @bp.get("/<int:call_id>")
 def detail(call_id):
     # ?before= is where an older page of the timeline starts (the "Older" link without JS).
-    return vary_on_htmx(_render_call(get_call(call_id, current_person()), before=position_arg("before")))
+    # ?form= is the action form to show open (the no-JS way to open one).
+    return vary_on_htmx(
+        _render_call(_call(call_id), before=position_arg("before"), asked=request.args.get("form"))
+    )
+
+
+def _call(call_id: int) -> Call:
+    """The call for its page or an action, with what the page shows about it, if the
+    person may see it (get_call decides: 404 or 403). Read here first, the call is in
+    the session (held by `loaded`: the session holds it weakly), so get_call finds it
+    there without a second statement."""
+    loaded = db.session.get(Call, call_id, options=SHOWN_WITH)
+    call = get_call(call_id, current_person())
+    assert loaded is None or loaded is call
+    return call
 
 
 @bp.get("/<int:call_id>/timeline")
@@ -213,7 +250,7 @@ def _older_links(call, position) -> tuple[str, str]:
 @bp.post(f"/<int:call_id>/<any({', '.join(ACTIONS)}):action>")
 def act(call_id, action):
     me = current_person()
-    call = get_call(call_id, me)
+    call = _call(call_id)
     spec = ACTIONS[action]
     form = _for_call(spec.form(prefix=action), call, fresh=False)
     if attempt(form, lambda: spec.run(call, me, form)) is not None:
@@ -224,17 +261,38 @@ def act(call_id, action):
     return _render_call(call, posted=(action, form), status=422)
 
 
-def _forms(call, posted):
-    forms = {}
-    for name, spec in ACTIONS.items():
-        forms[name] = _for_call(spec.form(prefix=name, formdata=None), call, fresh=True)
+@bp.get(f"/<int:call_id>/<any({', '.join(ACTIONS)}):action>/form")
+def action_form(call_id, action):
+    """One action's form, fetched by htmx when its <details> on the call's page is
+    opened. Refused as the action's POST would be: 404/403 for a call the person may
+    not see, 403 for an action they may not do, 409 for one that does not fit the
+    call's state. Without htmx: the call's page with that form open."""
+    me = current_person()
+    call = _call(call_id)
+    spec = ACTIONS[action]
+    require(me, spec.permission, call)
+    if not spec.fits(call):
+        raise InvalidTransition(f"{call.ref} is {call.status.label}: “{spec.title}” is not possible now.")
+    if not is_htmx():
+        return redirect(_form_page_url(call, action), code=303)
+    body = render_template("calls/_action_form.html", call=call, name=action, form=_fresh_form(action, call),
+                           actions=ACTIONS)
+    return vary_on_htmx(_response(body))
+
+
+def _form_page_url(call, action: str) -> str:
+    return url_for("calls.detail", call_id=call.id, form=action, _anchor=f"action-{action}")
+
+
+def _fresh_form(name: str, call):
+    form = _for_call(ACTIONS[name].form(prefix=name, formdata=None), call, fresh=True)
     # Forwarding names the new owner in full, so start from the current one.
-    forms["forward"].analyst.data = str(call.assigned_analyst_id or "")
-    forms["forward"].group.data = str(call.assigned_group_id or "")
-    forms["priority"].priority.data = str(call.priority_id)
-    if posted:
-        forms[posted[0]] = posted[1]
-    return forms
+    if name == "forward":
+        form.analyst.data = str(call.assigned_analyst_id or "")
+        form.group.data = str(call.assigned_group_id or "")
+    elif name == "priority":
+        form.priority.data = str(call.priority_id)
+    return form
 
 
 def _for_call(form, call, *, fresh: bool):
@@ -246,11 +304,17 @@ def _for_call(form, call, *, fresh: bool):
     return form
 
 
-def _render_call(call, *, posted=None, notice=None, status=200, before=None):
+def _render_call(call, *, posted=None, notice=None, status=200, before=None, asked=None):
+    """The call's page (or its htmx fragment). Only some action forms are built: the
+    note form, a posted form with its errors, and the one `asked` for (?form=); the rest
+    are links their <details> fetch when opened (building all nine, the forward form's
+    analysts and groups and the mail form's files, was half the page's time)."""
     me = current_person()
-    available = [
-        name for name, spec in ACTIONS.items() if spec.fits(call) and allowed(me, spec.permission, call)
-    ]
+    available = [name for name, spec in ACTIONS.items() if spec.offered(call, me)]
+    forms = dict([posted]) if posted else {}
+    for name in (ALWAYS_SHOWN, form_asked_for(asked, available)):
+        if name in available and name not in forms:
+            forms[name] = _fresh_form(name, call)
     template = "calls/_call.html" if is_htmx() else "calls/detail.html"
     body = render_template(
         template,
@@ -258,7 +322,8 @@ def _render_call(call, *, posted=None, notice=None, status=200, before=None):
         timeline=timeline_page(call, before=before, size=TIMELINE_PAGE),
         older_links=lambda position: _older_links(call, position),
         from_older=before is not None,
-        forms=_forms(call, posted),
+        forms=forms,
+        form_page_url=lambda name: _form_page_url(call, name),
         actions=ACTIONS,
         available=available,
         notice=notice,

@@ -110,9 +110,17 @@ def test_a_call_from_log_to_close_on_a_phone(sync_api, live_portal):
             page.evaluate("window.stillTheSamePage = true")
             timeline = page.locator("ol.timeline")
 
-            page.locator("details.action-forward > summary").click()
+            # Only the note form comes with the page; Forward's is fetched when its details
+            # open. A keyboard user opens it with Enter on the summary; Tab goes on into it.
+            forward = page.locator("details.action-forward")
+            expect(page.locator("#forward-analyst")).to_have_count(0)
+            forward.locator("summary").focus()
+            page.keyboard.press("Enter")
+            expect(page.locator("#forward-analyst")).to_be_visible()
+            page.keyboard.press("Tab")
+            expect(page.locator("#forward-analyst")).to_be_focused()
             page.locator("#forward-analyst").select_option(label="Bob Analyst")
-            page.locator("details.action-forward button[type=submit]").click()
+            forward.locator("button[type=submit]").click()
             expect(timeline).to_contain_text("Forwarded to Bob Analyst / Service Desk")
             expect(page.locator("#messages")).to_have_text("Forwarded.")  # older messages gone
 
@@ -120,7 +128,8 @@ def test_a_call_from_log_to_close_on_a_phone(sync_api, live_portal):
             page.locator("details.action-update button[type=submit]").click()
             expect(timeline).to_contain_text("Ordered a new pickup roller.")
 
-            # A mistake: the message appears beside the field, nothing else changes.
+            # A mistake: the message appears beside the field, nothing else changes. (The
+            # locators wait for the form that opening the details fetches.)
             page.locator("details.action-resolve > summary").click()
             page.locator("details.action-resolve button[type=submit]").click()
             expect(page.locator("#resolve-resolution-error")).to_have_text("Say how the call was resolved.")

@@ -73,20 +73,131 @@ def test_buttons_follow_the_calls_state(login, people):
     call = log_call(people["anna"], "Mail slow", customer=people["carol"])
     db.session.commit()
     page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
-    for action in ("update", "forward", "resolve", "hold", "priority", "close"):
-        assert f'action="/calls/{call.id}/{action}"' in page
-    for action in ("reopen", "resume"):
-        assert f'action="/calls/{call.id}/{action}"' not in page
+    assert _offered(page) == {"update", "forward", "resolve", "hold", "priority", "close", "mail"}
 
     assert portal.post(f"/calls/{call.id}/hold", {"hold-reason": "Waiting for the vendor"}).status_code == 303
     page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
-    assert f'action="/calls/{call.id}/resume"' in page and f'action="/calls/{call.id}/hold"' not in page
+    assert "resume" in _offered(page) and "hold" not in _offered(page)
     assert portal.post(f"/calls/{call.id}/resume", {"resume-note": ""}).status_code == 303
     assert portal.post(f"/calls/{call.id}/priority", {"priority-priority": "1", "priority-reason": "CEO"}).status_code == 303
     assert portal.post(f"/calls/{call.id}/close", {}).status_code == 303
     page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
-    assert f'action="/calls/{call.id}/reopen"' in page and f'action="/calls/{call.id}/update"' not in page
+    assert _offered(page) == {"reopen", "mail"}
     assert "Priority P3 Medium → P1 Critical" in _timeline(page)
+
+
+def _offered(page: str) -> set[str]:
+    """The actions the call's page offers: one <details> each, open or to be opened."""
+    return set(re.findall(r'<details class="action action-(\w+)"', page))
+
+
+def _form_posting_to(page: str, call_id: int, action: str) -> bool:
+    return f'action="/calls/{call_id}/{action}"' in page
+
+
+def test_the_page_builds_the_note_form_and_loads_the_others_when_opened(login, people):
+    """Forms on demand: the page carries the note form; every other action is a closed
+    <details> whose form htmx fetches when it is opened, and whose body without JS is a
+    link to the page with that form open."""
+    portal = login("anna")
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"], analyst=people["bob"],
+                    group=people["service_desk"])
+    db.session.commit()
+    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    assert re.search(r'<details class="action action-update" open id="action-update">', page)
+    assert _form_posting_to(page, call.id, "update") and 'id="update-note"' in page
+    # The "who will be told" hint stays on the note form.
+    assert "Unticked, the note is mailed to Carol Customer &lt;carol@example.org&gt;" in page
+    for action in ("forward", "resolve", "hold", "priority", "close", "mail"):
+        details = re.search(rf'<details class="action action-{action}" id="action-{action}"([^>]*)>(.*?)</details>',
+                            page, re.S)
+        assert details, action
+        attributes, body = details.groups()
+        assert f'hx-get="/calls/{call.id}/{action}/form"' in attributes and 'hx-trigger="toggle once"' in attributes
+        assert f'href="/calls/{call.id}?form={action}#action-{action}"' in body
+        assert not _form_posting_to(page, call.id, action)
+
+    def form(action):
+        response = portal.get(f"/calls/{call.id}/{action}/form", headers={"HX-Request": "true"})
+        assert response.status_code == 200, (action, response.status_code)
+        html = response.get_data(as_text=True)
+        assert is_fragment(html) and html.lstrip().startswith("<form") and _form_posting_to(html, call.id, action)
+        assert 'name="csrf_token"' in html and 'hx-target="#call"' in html
+        assert "HX-Request" in response.headers["Vary"]
+        return html
+
+    # The forward form starts from the current owner; the priority form from the priority.
+    forward = form("forward")
+    assert f'<option value="{people["bob"].id}" selected>Bob Analyst</option>' in forward
+    assert f'<option value="{people["service_desk"].id}" selected>Service Desk</option>' in forward
+    assert re.findall(r'<option (?:selected )?value="(\d+)"(?: selected)?>', form("priority"))  # a select
+    assert re.findall(r'<option (?:selected value="(\d+)"|value="(\d+)" selected)>', form("priority")) == [("3", "")]
+    mail = form("mail")
+    assert 'value="carol@example.org"' in mail and f'value="{call.ref}: Mail slow"' in mail
+    for action in ("update", "resolve", "hold", "close"):
+        assert f'id="{action}-' in form(action)
+    assert portal.post(f"/calls/{call.id}/hold", {"hold-reason": "the vendor"}).status_code == 303
+    assert 'id="resume-note"' in form("resume")
+    assert portal.post(f"/calls/{call.id}/close", {}).status_code == 303
+    assert 'id="reopen-reason"' in form("reopen")
+
+    # A form loaded on demand posts like the inline one did.
+    response = portal.post(f"/calls/{call.id}/reopen", {"reopen-reason": "Again"}, htmx=True)
+    assert response.status_code == 200 and "Status Closed → Open" in _timeline(response.get_data(as_text=True))
+
+
+def test_a_form_is_refused_as_its_action_would_be(login, people, portal):
+    """The form route answers as the action's POST does: 409 for an action that does not
+    fit the call's state, 404 for a call that does not exist, the login page for a session
+    that is not staff (any analyst may see any call)."""
+    portal = login("anna")
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"])
+    db.session.commit()
+    assert portal.post(f"/calls/{call.id}/close", {}).status_code == 303
+    for action, data in (("resolve", {"resolve-resolution": "Fixed"}), ("hold", {"hold-reason": "x"}),
+                         ("update", {"update-note": "x"}), ("forward", {"forward-group": "1"})):
+        posted = portal.post(f"/calls/{call.id}/{action}", data)
+        loaded = portal.get(f"/calls/{call.id}/{action}/form", headers={"HX-Request": "true"})
+        assert posted.status_code == loaded.status_code == 409, (action, posted.status_code, loaded.status_code)
+        # As a message in the page's message area, the details left as they were.
+        assert loaded.headers["HX-Retarget"] == "#messages" and "Not possible now" in loaded.get_data(as_text=True)
+    # Without htmx too (no redirect to a page that would not show the form).
+    assert portal.get(f"/calls/{call.id}/resolve/form").status_code == 409
+    assert portal.get("/calls/999/forward/form", headers={"HX-Request": "true"}).status_code == 404
+    assert portal.post("/calls/999/forward", {"forward-group": "1"}).status_code == 404
+
+    # Bob, once an analyst, now a customer: his session opens no form (nor does the POST).
+    portal.logout()
+    bob = login("bob")
+    people["bob"].is_analyst = False
+    db.session.commit()
+    for answer in (bob.get(f"/calls/{call.id}/reopen/form"), bob.post(f"/calls/{call.id}/reopen", {"reopen-reason": "x"})):
+        assert answer.status_code == 302 and answer.headers["Location"].startswith("/login?next=")
+    # htmx is told to go to the login page; no form comes back.
+    answer = bob.get(f"/calls/{call.id}/reopen/form", headers={"HX-Request": "true"})
+    assert answer.status_code == 401 and answer.headers["HX-Redirect"] == "/login" and answer.data == b""
+
+
+def test_without_js_the_link_opens_the_page_with_that_form(login, people):
+    portal = login("anna")
+    call = log_call(people["anna"], "Mail slow", customer=people["carol"])
+    db.session.commit()
+    # The form route, asked for without htmx, sends the browser to the page with the form open.
+    response = portal.get(f"/calls/{call.id}/forward/form")
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/calls/{call.id}?form=forward#action-forward"
+    page = portal.get(f"/calls/{call.id}?form=forward").get_data(as_text=True)
+    assert re.search(r'<details class="action action-forward" open id="action-forward">', page)
+    assert _form_posting_to(page, call.id, "forward") and 'id="forward-analyst"' in page
+    assert re.search(r'<details class="action action-update" open id="action-update">', page)  # still there
+    assert not _form_posting_to(page, call.id, "hold")
+    # A name that is no action, or one that does not fit the call: the page without it.
+    for asked in ("nonsense", "reopen", "resume", "", "update%00"):
+        response = portal.get(f"/calls/{call.id}?form={asked}")
+        assert response.status_code == 200, asked
+        page = response.get_data(as_text=True)
+        assert page.count("<details class=\"action action-") == 7 and page.count("<form method=\"post\" action=\"/calls/") == 1
+        assert not _form_posting_to(page, call.id, "reopen")
 
 
 def test_bad_input_is_shown_beside_the_field_and_changes_nothing(login, people):
@@ -119,7 +230,7 @@ def test_bad_input_is_shown_beside_the_field_and_changes_nothing(login, people):
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert field_error(page, "resolve-resolution") == "Say how the call was resolved."
-    assert re.search(r'<details class="action action-resolve" open>', page)
+    assert re.search(r'<details class="action action-resolve" open id="action-resolve">', page)
     response = portal.post(f"/calls/{call.id}/forward", {"forward-analyst": "", "forward-group": ""})
     assert field_error(response.get_data(as_text=True), "forward-analyst") == "Choose an analyst or a group to forward to."
     response = portal.post(

@@ -35,7 +35,7 @@ def test_an_analyst_mails_the_customer_from_the_call(login, people):
     photo = db.session.scalars(sa.select(Attachment)).one()
     before = len(_mails())
     portal = login("bob")
-    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    page = portal.get(f"/calls/{call.id}?form=mail").get_data(as_text=True)  # the mail form open
     assert 'name="mail-to" type="text" value="carol@example.org"' in page
     assert f'value="{call.ref}: Printer jams"' in page and "error.png" in page
 
@@ -94,15 +94,15 @@ def test_a_bad_mail_is_refused_beside_its_field(login, people):
 def test_the_forward_form_offers_the_mail_only_when_the_admin_allows_it(login, people):
     call = _call(people)
     portal = login("anna")
-    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
-    assert "forward-notify" not in page
+    page = portal.get(f"/calls/{call.id}?form=forward").get_data(as_text=True)  # the forward form open
+    assert "forward-notify" not in page and 'id="forward-analyst"' in page
     # Switch off (the default): the settings decide, and they say mail the new owner.
     portal.post(f"/calls/{call.id}/forward", {"forward-analyst": str(people["bob"].id)})
     assert [m.to for m in _mails(message_type=int(MessageType.CALL_FORWARDED))] == [["bob@desk.test"]]
 
     settings.set_switch("forward_email_optional", True, people["admin"])
     db.session.commit()
-    page = portal.get(f"/calls/{call.id}").get_data(as_text=True)
+    page = portal.get(f"/calls/{call.id}?form=forward").get_data(as_text=True)
     assert '<input checked id="forward-notify" name="forward-notify" type="checkbox" value="y">' in page
     assert "Email the new owner" in page
     # Unticked: no mail. Ticked: mail, even though the admin turned the message type off.

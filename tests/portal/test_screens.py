@@ -296,6 +296,8 @@ def test_every_main_screen_is_light_accessible_and_pictured(chromium, desk, back
                 _screenshot(page, name)
             # Every folded form open (a call's actions, a task's decision): their fields count too.
             page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+            # Forms on demand (a call's actions) arrive with htmx once their details open.
+            page.wait_for_function(ALL_FORMS_LOADED)
             assert page.evaluate("axe.version") == AXE_VERSION
             problems += [f"phone {name}: {v}" for v in _axe_violations(page)]
             problems += [f"phone {name}: {p}" for p in _keyboard_problems(page)]
@@ -306,6 +308,10 @@ def test_every_main_screen_is_light_accessible_and_pictured(chromium, desk, back
         context.close()
     print("page weights (first visit, repeat visit, first visit unpacked; bytes):", json.dumps(weights))
     assert not problems, "\n".join(problems)
+
+
+# Every <details> that fetches its form when opened (_forms.html on_demand) holds it.
+ALL_FORMS_LOADED = "() => [...document.querySelectorAll('details[hx-get] > .on-demand')].every(b => b.querySelector('form'))"
 
 
 def _axe_violations(page) -> list[str]:

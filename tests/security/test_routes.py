@@ -66,6 +66,9 @@ EXPECTED = {
     ("/calls/<int:call_id>/timeline", "GET"): PRIVATE,  # the "Older entries" control's page
     ("/calls/<int:call_id>/<any(update, forward, resolve, hold, resume, priority, close, reopen, mail):action>",
      "POST"): PRIVATE,
+    # An action's form, loaded when its <details> on the call's page is opened.
+    ("/calls/<int:call_id>/<any(update, forward, resolve, hold, resume, priority, close, reopen, mail):action>/form",
+     "GET"): PRIVATE,
     ("/requests/", "GET"): PRIVATE,
     ("/requests/new", "GET"): PRIVATE,
     ("/requests/new", "POST"): PRIVATE,
