@@ -5,7 +5,7 @@ page it or add to it; nothing here changes a call."""
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import defer, joinedload
 
 from switchboard.calls.models import Call, CallStatus
 from switchboard.people.models import group_membership
@@ -36,6 +36,9 @@ LISTED_WITH = (
     joinedload(Call.assigned_analyst),
     joinedload(Call.assigned_group),
     joinedload(Call.priority, innerjoin=True),
+    # No line shows the description, and a call logged by mail has the mail's text there:
+    # not read for 50 lines a page.
+    defer(Call.description),
 )
 
 # A reference: "CALL-42", "call 42", "#42" (marked: only that call), or a bare "42" (that
