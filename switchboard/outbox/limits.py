@@ -37,8 +37,12 @@ from switchboard.permissions import require
 ACKNOWLEDGEMENT = "acknowledgement"
 REJECTION = "rejection"
 SUMMARY = "summary"
+# Not a reply: a customer's mail that told staff of what it did (a note, a reopen). It goes to
+# every member of the call's group, so one mail becomes many; counted on the sender's address
+# with the same per-address limits, outside the desk-wide cap on replies (see permit_notice).
+STAFF_NOTICE = "staff_notice"
 KINDS = {ACKNOWLEDGEMENT: ("acknowledgement", "acknowledgements"), REJECTION: ("rejection", "rejections"),
-         SUMMARY: ("summary", "summaries")}
+         SUMMARY: ("summary", "summaries"), STAFF_NOTICE: ("mail that told staff", "mails that told staff")}
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,13 @@ def answering_for(record=None, inbound=None) -> Answering | None:
     return cache.get("answering_now")
 
 
+def answering_now() -> Answering | None:
+    """The mail being acted on at this moment, if any (None after it, so in batched writes,
+    where handlers run after the batch: answering_for(record) then finds the first mail of
+    the batch that named the record)."""
+    return transaction_cache().get("answering_now")
+
+
 # -- the decision --------------------------------------------------------------------------------
 
 def permit(kind: str, answering: Answering, to: str | None = None) -> str | None:
@@ -222,6 +233,27 @@ def permit(kind: str, answering: Answering, to: str | None = None) -> str | None
         answering.notes.append(refusal)
         return refusal
     _count(kind, answering)
+    return None
+
+
+def permit_notice(answering: Answering, sender: str) -> str | None:
+    """None when the mail being acted on, from `sender` (a customer), may tell staff of what
+    it did (counted then: queue the mail), else why not, also kept in answering.notes. A
+    customer may write as often as they like, and every mail is on the call's timeline; what
+    is limited is the group-wide mail each one causes (a group of 50 would otherwise get 50
+    mails per forged or looping customer mail)."""
+    sender = sender.strip().lower()
+    values = limits()
+    hour, day = _address_counts(STAFF_NOTICE, sender)
+    refusal = None
+    if hour >= values["per_address_hour"]:
+        refusal = f"staff not told by mail: limit reached ({_many(hour, STAFF_NOTICE)} from {sender} in the last hour)"
+    elif day >= values["per_address_day"]:
+        refusal = f"staff not told by mail: limit reached ({_many(day, STAFF_NOTICE)} from {sender} in the last day)"
+    if refusal is not None:
+        answering.notes.append(refusal)
+        return refusal
+    _add_row(STAFF_NOTICE, sender, answering.inbound_id)
     return None
 
 
@@ -291,10 +323,11 @@ def _desk_count(cap: int) -> int:
     if "auto_reply_desk" not in cache:
         since = utcnow() - HOUR
         # Counting stops at the cap: the answer is "cap reached" either way.
-        inner = sa.select(AutoReply.id).where(AutoReply.created_at >= since).limit(max(cap, 0)).subquery()
+        inner = (sa.select(AutoReply.id).where(AutoReply.created_at >= since, AutoReply.kind != STAFF_NOTICE)
+                 .limit(max(cap, 0)).subquery())
         with db.session.no_autoflush:
             found = db.session.scalar(sa.select(sa.func.count()).select_from(inner))
-        cache["auto_reply_desk"] = int(found) + len(_pending_rows())
+        cache["auto_reply_desk"] = int(found) + sum(1 for row in _pending_rows() if row.kind != STAFF_NOTICE)
     return cache["auto_reply_desk"]
 
 
@@ -304,18 +337,21 @@ def _pending_rows() -> list[AutoReply]:
 
 def _count(kind: str, answering: Answering) -> None:
     # The counts are read before the row is added, so it is counted once.
-    counts = _address_counts(kind, answering.address)
     desk = _desk_count(limits()["desk_hour"])
+    _add_row(kind, answering.address, answering.inbound_id)
+    answering.replied = True
+    transaction_cache()["auto_reply_desk"] = desk + 1
+
+
+def _add_row(kind: str, address: str, inbound_id: int | None) -> None:
+    counts = _address_counts(kind, address)
     cache = transaction_cache()
     if not cache.get("auto_reply_pruned"):
         cache["auto_reply_pruned"] = True
         _prune()
-    db.session.add(AutoReply(address=answering.address, kind=kind, created_at=utcnow(),
-                             inbound_id=answering.inbound_id))
-    answering.replied = True
+    db.session.add(AutoReply(address=address, kind=kind, created_at=utcnow(), inbound_id=inbound_id))
     counts[0] += 1
     counts[1] += 1
-    cache["auto_reply_desk"] = desk + 1
 
 
 def _prune() -> None:

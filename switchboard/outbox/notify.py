@@ -116,9 +116,31 @@ def _notify(message_type, record, actor, extra: dict | None = None, *, notify: b
     else:
         variables = {"task": task_view(record), "request": request_view(record.request)}
     variables.update(extra or {})
+    if keep is None:
+        keep = _staff_notice_limit(record, actor)
     return queue_notification(message_type, people_for(rule.recipients, record), record=record,
                               variables=variables, actor=actor, mail_actor=mail_actor, keep=keep,
                               answers=answers)
+
+
+def _staff_notice_limit(record, actor):
+    """When a customer's mail made this change to a call (a note, a reopen: each mails the
+    call's group), the reply limits decide whether it tells staff: once per mail, asked only
+    when someone would be told. None otherwise: the portal, the scheduler, staff (they need
+    proof and may work by mail), and tasks (only their named approver decides them)."""
+    if not isinstance(record, Call) or actor is None or actor.is_staff or not actor.email:
+        return None
+    answering = limits.answering_now() or limits.answering_for(record)
+    if answering is None:
+        return None
+    decided = []
+
+    def keep(person):
+        if not decided:
+            decided.append(limits.permit_notice(answering, actor.email) is None)
+        return decided[0]
+
+    return keep
 
 
 def _text(entry) -> str:

@@ -272,3 +272,37 @@ def test_acting_on_one_message_at_a_time_counts_the_same(app, desk_accounts):
     assert len(queued_to(VICTIM, catalogue.CALL_LOGGED)) == 3
     assert [o.endswith(f"(no reply: limit reached (3 acknowledgements to {VICTIM} in the last hour))")
             for o in outcomes] == [False, False, False, True, True]
+
+
+# -- mail that tells staff ----------------------------------------------------------------------
+
+def test_a_customers_mail_tells_the_group_at_most_the_hourly_limit(app, desk_accounts, people):
+    # Each note by mail on an unassigned call mails every member of its group: one mail in,
+    # twenty out. A looping or forged customer address must not turn that into a mail bomb.
+    from switchboard.history.models import HistoryEntry
+    from switchboard.people.services import create_group, create_person
+
+    members = [create_person(f"analyst{i}@desk.test", f"Analyst {i}", analyst=True, customer=False)
+               for i in range(20)]
+    group = create_group("Big", members=members)
+    call = log_call(people["anna"], "Printer", customer=people["carol"], group=group)
+    db.session.commit()
+    # One at a time, as they arrive over a day's hour (a batch counts the same, but its
+    # handlers run after the batch, so the note lands on the batch's first mail naming the call).
+    rows = [acted_on([raw_mail(people["carol"].email, f"Update call {call.id}", n,
+                                 body=f"Still broken, day {n}.")])[0]
+            for n in range(5)]
+    db.session.expire_all()
+    told = db.session.scalars(sa.select(OutboxMessage)
+                              .where(OutboxMessage.message_type == catalogue.CALL_UPDATED_BY_EMAIL)).all()
+    assert len(told) == 3 * 20  # three mails' worth, each to the whole group
+    assert all("staff not told" not in r.outcome for r in rows[:3])
+    for row in rows[3:]:
+        assert "Added as a note" in row.outcome
+        assert "staff not told by mail: limit reached (3 mails that told staff from carol@example.org" \
+            in row.outcome, row.outcome
+    # Every mail is still on the call's timeline for the group to read.
+    notes = db.session.scalars(sa.select(HistoryEntry).where(HistoryEntry.call_id == call.id)).all()
+    assert sum("Still broken, day" in (n.body or "") for n in notes) == 5
+    # Not a reply: the desk-wide cap on automatic replies does not count them.
+    assert limits._desk_count(limits.limits()["desk_hour"]) == 0
