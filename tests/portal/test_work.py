@@ -47,3 +47,46 @@ def test_my_work_lists_my_calls_tasks_decisions_and_my_groups_queue(login, peopl
 def test_my_work_when_there_is_nothing(login, people):
     page = login("bob").get("/").get_data(as_text=True)
     assert "No open calls assigned to you." in page and "Waiting for my decision" not in page
+
+
+def _badge_on_call_page(html):
+    # The call page's SLA facts: "<dd>{sla name} {badge}" (calls/_sla.html sla_badge).
+    return re.search(r"<dt>SLA</dt><dd>Standard (.*?)(?: <span class=\"hint\">|</dd>)", html).group(1)
+
+
+def _line(html, call):
+    return html.split(f'<span class="ref">{call.ref}</span>', 1)[1].split("</li>", 1)[0]
+
+
+def test_a_call_line_shows_the_sla_badge_the_call_page_shows(login, people):
+    # call_items writes sla_badge's markup out (a macro call per line cost time): a line in
+    # My work and in the call list must still say what the call's page says.
+    from datetime import timedelta
+
+    from switchboard.calls.services import hold_call
+    from switchboard.db import utcnow
+    from switchboard.slm import admin
+    from switchboard.slm.models import Target
+    from switchboard.slm.sweep import run_sweep
+
+    anna, carol = people["anna"], people["carol"]
+    admin.save_sla(people["admin"], "Standard", targets={1: (300, 600), 2: (None, 1200), 3: (None, 3600)},
+                   is_default=True, levels={Target.FIX: [admin.LevelSpec(50)]})
+    db.session.commit()
+    breached = log_call(anna, "Past due", customer=carol, analyst=anna, priority_id=1)
+    escalated = log_call(anna, "Half used", customer=carol, analyst=anna, priority_id=2)
+    due = log_call(anna, "Just due", customer=carol, analyst=anna, priority_id=3)
+    held = log_call(anna, "On hold", customer=carol, analyst=anna, priority_id=3)
+    hold_call(held, anna, "Waiting for the customer")
+    db.session.commit()
+    run_sweep(utcnow() + timedelta(minutes=11))
+
+    portal = login("anna")
+    pages = [portal.get("/").get_data(as_text=True), portal.get("/calls/?scope=mine").get_data(as_text=True)]
+    badges = {}
+    for call in (breached, escalated, due, held):
+        badges[call.summary] = badge = _badge_on_call_page(portal.get(f"/calls/{call.id}").get_data(as_text=True))
+        for page in pages:
+            assert f"\n    {badge}\n    <span>updated" in _line(page, call), call.summary
+    assert "SLA breached" in badges["Past due"] and "SLA level 1" in badges["Half used"]
+    assert 'class="sla-due"' in badges["Just due"] and badges["On hold"] == ""
