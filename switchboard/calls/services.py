@@ -146,6 +146,7 @@ def forward_call(call: Call, actor, *, analyst=None, group=None, note: str = "",
         _assignment_line(call.assigned_analyst, call.assigned_group),
         note,
         details={"from": before, "to": after},
+        flush=False,  # _touch flushes below
     )
     _touch(call)
     emit("call_forwarded", call=call, actor=actor, entry=entry, notify=notify)
@@ -221,11 +222,12 @@ def change_priority(call: Call, actor, priority_id: int, reason: str = ""):
     old = call.priority
     call.priority = new
     clock.targets_changed(call)  # the new priority's targets, the business time used kept
-    _touch(call)
-    return record(
+    entry = record(
         call, EntryKind.CHANGE, actor, f"Priority {old.name} → {new.name}", reason,
-        details={"field": "priority", "from": old.id, "to": new.id},
+        details={"field": "priority", "from": old.id, "to": new.id}, flush=False,
     )
+    _touch(call)
+    return entry
 
 
 def change_sla(call: Call, actor, sla_id: int | None, reason: str = ""):
@@ -241,14 +243,17 @@ def change_sla(call: Call, actor, sla_id: int | None, reason: str = ""):
         return None
     old = call.sla
     clock.targets_changed(call, sla=new)
-    _touch(call)
-    return record(
+    entry = record(
         call, EntryKind.CHANGE, actor, f"SLA {old.name if old else 'none'} → {new.name if new else 'none'}", reason,
-        details={"field": "sla", "from": old.id if old else None, "to": new.id if new else None},
+        details={"field": "sla", "from": old.id if old else None, "to": new.id if new else None}, flush=False,
     )
+    _touch(call)
+    return entry
 
 
 def _set_status(call: Call, actor, new: CallStatus, text: str):
+    """Changes the status and writes its entry, unflushed: every caller ends with _touch,
+    whose one flush writes the call in one UPDATE (status, clock, updated_at) with the entry."""
     old = call.status
     call.status = new
     clock.status_changed(call, old, new)  # only an Open call's SLA clock runs
@@ -259,6 +264,7 @@ def _set_status(call: Call, actor, new: CallStatus, text: str):
         f"Status {old.label} → {new.label}",
         text or "",
         details={"from": old.value, "to": new.value},
+        flush=False,
     )
 
 
@@ -269,6 +275,7 @@ def _responded(call: Call, actor) -> None:
 
 
 def _touch(call: Call) -> None:
+    """The last step of every change: one flush for the call and its new entries."""
     call.updated_at = utcnow()
     flush()
 

@@ -42,6 +42,9 @@ def record(
         body=body or "",
         internal=internal,
         details=details,
+        # Set even when empty: the entry's list of files is then known, not read back
+        # with a SELECT when a notification counts them after the flush.
+        attachments=[],
     )
     owner_attribute = {"call": "call", "service_request": "request", "task": "task"}[owner.__tablename__]
     setattr(entry, owner_attribute, owner)

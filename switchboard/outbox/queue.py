@@ -32,8 +32,10 @@ def mark_new_record(record) -> None:
     transaction_cache().setdefault("new_records", weakref.WeakKeyDictionary())[record] = None
 
 
-def _thread_parent(record) -> OutboxMessage | None:
-    """The latest mail about the same record: new mail threads under it."""
+def _thread_parent(record):
+    """The latest mail about the same record: new mail threads under it. Its Message-ID
+    and References only (as a row or an OutboxMessage), not the whole row: a mail's
+    context and bodies are large and none of them is needed here."""
     new_records = transaction_cache().get("new_records")
     if new_records is not None and record in new_records:
         return new_records[record]
@@ -41,8 +43,8 @@ def _thread_parent(record) -> OutboxMessage | None:
     if not columns:
         return None
     (name, value), = columns.items()
-    return db.session.scalars(
-        sa.select(OutboxMessage)
+    return db.session.execute(
+        sa.select(OutboxMessage.message_id, OutboxMessage.references)
         .where(getattr(OutboxMessage, name) == value)
         .order_by(OutboxMessage.id.desc())
         .limit(1)

@@ -15,6 +15,7 @@ Functions change the call and flush nothing; the calls service that calls them f
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -40,6 +41,22 @@ def choose_sla(call: Call) -> Sla | None:
     return cache["default_sla"]
 
 
+def _unflushed(function):
+    """Reading the SLA's parts (its targets, levels, calendar, the call's firings) must not
+    flush the call's pending changes: each read would write them in an UPDATE of its own,
+    when the calls service's one flush writes them together (what is read here is never
+    pending in the session: SLAs are saved and flushed by the admin, firings by the sweep's
+    INSERT)."""
+
+    @functools.wraps(function)
+    def unflushed(*args, **kwargs):
+        with db.session.no_autoflush:
+            return function(*args, **kwargs)
+
+    return unflushed
+
+
+@_unflushed
 def call_logged(call: Call, now: datetime | None = None) -> None:
     """Starts the clock of a call just logged."""
     now = now or call.logged_at or utcnow()
@@ -51,6 +68,7 @@ def call_logged(call: Call, now: datetime | None = None) -> None:
     refresh(call, now, fired=())
 
 
+@_unflushed
 def status_changed(call: Call, old: CallStatus, new: CallStatus, now: datetime | None = None) -> None:
     now = now or utcnow()
     if old is CallStatus.OPEN and new is not CallStatus.OPEN:
@@ -60,11 +78,13 @@ def status_changed(call: Call, old: CallStatus, new: CallStatus, now: datetime |
     refresh(call, now)
 
 
+@_unflushed
 def responded(call: Call, now: datetime | None = None) -> None:
     """The response target stops (call.first_response_at is set by the caller)."""
     refresh(call, now or utcnow())
 
 
+@_unflushed
 def targets_changed(call: Call, now: datetime | None = None, *, sla: Sla | None | bool = False) -> None:
     """After a change of priority, or of SLA (`sla`: the new one, None for none): the business
     time used so far is kept and measured against the new targets."""
