@@ -35,6 +35,18 @@ def _cheap_password_hashes():
     models.PASSWORD_METHOD = "pbkdf2:sha256:1000"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _mail_settings_copy_does_not_expire():
+    # Each process keeps a copy of the mail settings for CONFIG_SECONDS (switchboard.outbox.
+    # settings); a test slower than that would read them again halfway, 3 statements over the
+    # bounds that tests/portal/test_sql_per_page.py counts. Here the copy is renewed only by a
+    # change made through the settings (and the emptying of the tables after each test); the
+    # tests of the expiry move settings._clock themselves.
+    from switchboard.outbox import settings
+
+    settings._clock = lambda: 0.0
+
+
 def _worker() -> str:
     return os.environ.get("PYTEST_XDIST_WORKER", "main")
 
@@ -136,6 +148,11 @@ def _empty_tables() -> None:
             for table in reversed(tables):
                 conn.execute(table.delete())
             conn.execute(sa.text("DELETE FROM sqlite_sequence")) if _has_sqlite_sequence(conn) else None
+    # The mail settings just emptied were behind the process's copy of them (it keeps them a
+    # few seconds: switchboard.outbox.settings); the next test reads them afresh.
+    from switchboard.outbox.settings import forget_desk_config
+
+    forget_desk_config()
 
 
 def _has_sqlite_sequence(conn) -> bool:

@@ -4,9 +4,12 @@ and what to do with mail that failed. Functions flush; the caller commits."""
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -65,34 +68,142 @@ class NotificationRule:
     customised: bool  # False while the catalogue's defaults apply
 
 
-# -- per-transaction cache ---------------------------------------------------------------------
-# Acting on a batch of mail asks the same few questions (is this type on, which switches,
-# who opted out) once per message. The answers are kept in switchboard.db's transaction cache:
-# a commit or any rollback forgets them, and so does any change made by this module (the only
-# writer of these tables).
+# -- the process's copy, and the per-transaction cache ------------------------------------------
+# Every action on a call asks whether its mail is on, which switches are set and who opted out;
+# admins change these seldom. So each process (a portal worker, the receiver, the scheduler)
+# keeps a copy of all three, read in three statements, for CONFIG_SECONDS:
+# - a change made in this process is in force here as soon as its transaction commits (the
+#   writers below drop the copy at the write and again when that transaction ends);
+# - every other process sees it at most CONFIG_SECONDS after the commit (its copy expires);
+# - the transaction that made a change reads these tables from the database until it ends, so
+#   it sees its own uncommitted change and no other process's copy ever holds one.
+# Reads that must be fresh (the admin's settings page) go to the database: notification_rules()
+# and switches(). Without a copy (inside a writing transaction, or more opt-outs than
+# OPT_OUTS_READ_WHOLE) the answers are kept in switchboard.db's transaction cache as before.
+
+CONFIG_SECONDS = 5.0
+_clock = time.monotonic  # the copy's age; a test moves it on
+_WRITTEN = "switchboard.outbox.settings.written"
+
+
+@dataclass(frozen=True)
+class _Copy:
+    generation: int
+    loaded_at: float
+    rules: dict  # message type number -> NotificationRule, for the stored rows only
+    switches: dict  # name -> stored value
+    opted_out: frozenset | None  # None: too many to hold; asked per person
+
+
+# One copy per database (engine): a test process uses two, and a second app on the same
+# database stands for another process. The generation moves on at every change made here.
+_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_generations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def forget_desk_config() -> None:
+    """Drops this process's copy for the current database: the next read loads it again.
+    For the writers here, and for anything that changes these tables behind them (a test
+    emptying its database)."""
+    engine = db.engine
+    _generations[engine] = _generations.get(engine, 0) + 1
+
+
+def _written() -> None:
+    """A writer changed these tables: from here to the end of its transaction, it reads them
+    from the database; the copy is dropped now and once more when the transaction ends."""
+    forget_transaction_cache()
+    db.session().info[_WRITTEN] = db.engine
+    forget_desk_config()
+
+
+def _written_transaction_ended(session, transaction) -> None:
+    engine = session.info.pop(_WRITTEN, None) if transaction.parent is None else None
+    if engine is not None:
+        _generations[engine] = _generations.get(engine, 0) + 1
+
+
+sa.event.listen(Session, "after_transaction_end", _written_transaction_ended)
+
+
+def _copy() -> _Copy | None:
+    """This process's copy, loaded again when older than CONFIG_SECONDS or after a change
+    made here; None inside a transaction that changed these tables."""
+    session = db.session()
+    if session.info.get(_WRITTEN):
+        return None
+    engine = db.engine
+    generation = _generations.get(engine, 0)
+    now = _clock()
+    copy = _copies.get(engine)
+    if copy is None or copy.generation != generation or now - copy.loaded_at >= CONFIG_SECONDS:
+        # The generation and time are taken before reading: a change made meanwhile leaves
+        # the copy stale, and the next read loads it again.
+        copy = _copies[engine] = _load_copy(generation, now)
+    return copy
+
+
+def _load_copy(generation: int, now: float) -> _Copy:
+    # Pending rows of other tables cannot change these answers: no flush for them.
+    with db.session.no_autoflush:
+        rules = _stored_rules()
+        switches = dict(db.session.execute(sa.select(MailSwitch.name, MailSwitch.enabled)).all())
+        opted_out = frozenset(db.session.scalars(
+            sa.select(MailOptOut.person_id).limit(OPT_OUTS_READ_WHOLE + 1)))
+    return _Copy(generation, now, rules, switches,
+                 opted_out if len(opted_out) <= OPT_OUTS_READ_WHOLE else None)
 
 
 def notification_rule(message_type) -> NotificationRule:
     info = _info(message_type)
+    rules = transaction_cache().get("rules")
+    if rules is not None and info.number in rules:
+        return rules[info.number]
+    copy = _copy()
+    if copy is not None:
+        return copy.rules.get(info.number) or _default_rule(info)
     rules = transaction_cache().setdefault("rules", {})
-    rule = rules.get(info.number)
-    if rule is None:
-        rule = rules[info.number] = _load_notification_rule(info)
+    rule = rules[info.number] = _load_notification_rule(info)
     return rule
 
 
 def _load_notification_rule(info) -> NotificationRule:
     row = db.session.get(NotificationSetting, info.number)
-    if row is None:
-        return NotificationRule(info.type, True, info.recipients, False)
+    return _default_rule(info) if row is None else _rule(row)
+
+
+def _default_rule(info) -> NotificationRule:
+    return NotificationRule(info.type, True, info.recipients, False)
+
+
+def _stored_rules() -> dict:
+    """The stored rows as rules, by message type number (a row of a type the catalogue no
+    longer has is left out: nothing asks for it)."""
+    known = {catalogue.get(t).number for t in MessageType}
+    return {row.message_type: _rule(row) for row in db.session.execute(sa.select(
+        NotificationSetting.message_type, NotificationSetting.enabled, NotificationSetting.recipients))
+        if row.message_type in known}
+
+
+def _rule(row) -> NotificationRule:
+    """A stored row (or a row of its columns) as a rule."""
+    info = catalogue.get(row.message_type)
     recipients = (tuple(Recipient(r) for r in row.recipients) if row.recipients is not None
                   else info.recipients)
     return NotificationRule(info.type, row.enabled, recipients, True)
 
 
 def notification_rules() -> list[NotificationRule]:
-    """Every message type with its setting, in catalogue order (for the settings page)."""
-    return [notification_rule(t) for t in MessageType]
+    """Every message type with its setting, in catalogue order, read from the database (for
+    the settings page: it shows what is saved, not a copy a few seconds old). The rules stay
+    in the transaction cache, so notification_rule() answers the same for the rest of it."""
+    with db.session.no_autoflush:
+        stored = _stored_rules()
+    rules = transaction_cache().setdefault("rules", {})
+    for message_type in MessageType:
+        info = catalogue.get(message_type)
+        rules[info.number] = stored.get(info.number) or _default_rule(info)
+    return [rules[catalogue.get(t).number] for t in MessageType]
 
 
 def set_notification(message_type, actor, *, enabled: bool | None = None,
@@ -122,7 +233,7 @@ def set_notification(message_type, actor, *, enabled: bool | None = None,
         row.recipients = [r.value for r in dict.fromkeys(chosen)]
     row.updated_at = utcnow()
     db.session.flush()
-    forget_transaction_cache()
+    _written()
     return notification_rule(info.type)
 
 
@@ -133,7 +244,7 @@ def reset_notification(message_type, actor) -> NotificationRule:
     db.session.execute(sa.delete(NotificationSetting).where(
         NotificationSetting.message_type == info.number))
     db.session.flush()
-    forget_transaction_cache()
+    _written()
     return notification_rule(info.type)
 
 
@@ -143,8 +254,12 @@ def get_switch(name: str) -> bool:
     default = _switch_default(name)
     stored = transaction_cache().get("switches")
     if stored is None:
-        stored = transaction_cache()["switches"] = dict(
-            db.session.execute(sa.select(MailSwitch.name, MailSwitch.enabled)).all())
+        copy = _copy()
+        if copy is not None:
+            stored = copy.switches
+        else:
+            stored = transaction_cache()["switches"] = dict(
+                db.session.execute(sa.select(MailSwitch.name, MailSwitch.enabled)).all())
     value = stored.get(name)
     return default if value is None else bool(value)
 
@@ -165,7 +280,7 @@ def set_switch(name: str, enabled: bool, actor) -> None:
     else:
         row.enabled, row.updated_at = enabled, utcnow()
     db.session.flush()
-    forget_transaction_cache()
+    _written()
 
 
 def mail_wanted(message_type) -> bool:
@@ -366,7 +481,7 @@ def set_mail_opt_out(person, opted_out: bool, actor) -> None:
     elif not opted_out and row is not None:
         db.session.delete(row)
     db.session.flush()
-    forget_transaction_cache()
+    _written()
 
 
 def is_opted_out(person) -> bool:
@@ -380,6 +495,9 @@ def opted_out_ids(person_ids) -> set[int]:
     ids = {i for i in person_ids if i is not None}
     if not ids:
         return set()
+    copy = _copy()
+    if copy is not None and copy.opted_out is not None:
+        return ids & copy.opted_out
     cache = transaction_cache()
     if "all_opted_out" not in cache:
         # Opt-outs are few: read them all once per transaction when there are at most

@@ -223,3 +223,93 @@ def test_preview_with_draft_templates(app):
     rendered = settings.preview(T.APPROVAL_REQUESTED, TemplateSet("{{ task.ref }} needs you", "{{ approve_mailto }}"))
     assert rendered.subject == "TASK-7 needs you"
     assert rendered.text.startswith("mailto:servicedesk@example.org?subject=Approve%20task%207")
+
+
+# -- the process's copy of the settings -------------------------------------------------------------
+# Each process keeps the switches, rules and opt-outs for settings.CONFIG_SECONDS. A second app on
+# the same database has its own copy, as another process (a portal worker, the receiver, the
+# scheduler) does: it must see a change within CONFIG_SECONDS, and the process that made it at once.
+
+@pytest.fixture
+def other_process(app):
+    from tests.conftest import make_test_app
+
+    other = make_test_app(db.engine.url.render_as_string(hide_password=False))
+    yield other
+    with other.app_context():
+        db.engine.dispose()
+
+
+def _in(other, read):
+    with other.app_context():
+        try:
+            return read()
+        finally:
+            db.session.remove()
+
+
+def test_a_change_is_in_force_here_at_once_and_elsewhere_within_the_bound(people, other_process,
+                                                                          monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(settings, "_clock", lambda: now[0])
+    carol = people["carol"]
+    assert settings.mail_wanted(T.CALL_RESOLVED) and settings.get_switch("email_on_escalation")
+    assert _in(other_process, lambda: (settings.mail_wanted(T.CALL_RESOLVED),
+                                       settings.get_switch("email_on_escalation"),
+                                       settings.opted_out_ids([carol.id]))) == (True, True, set())
+
+    settings.set_notification(T.CALL_RESOLVED, people["admin"], enabled=False)
+    settings.set_switch("email_on_escalation", False, people["admin"])
+    settings.set_mail_opt_out(carol, True, carol)
+    # The writing transaction reads its own change ...
+    assert not settings.mail_wanted(T.CALL_RESOLVED) and settings.opted_out_ids([carol.id]) == {carol.id}
+    db.session.commit()
+    # ... and this process has it as soon as it is committed.
+    assert not settings.mail_wanted(T.CALL_RESOLVED)
+    assert not settings.get_switch("email_on_escalation")
+    assert settings.opted_out_ids([carol.id]) == {carol.id}
+
+    # The other process answers from its copy until it is CONFIG_SECONDS old, not longer.
+    now[0] += settings.CONFIG_SECONDS - 0.5
+    assert _in(other_process, lambda: settings.mail_wanted(T.CALL_RESOLVED)) is True
+    now[0] += 0.5
+    assert _in(other_process, lambda: (settings.mail_wanted(T.CALL_RESOLVED),
+                                       settings.get_switch("email_on_escalation"),
+                                       settings.opted_out_ids([carol.id]))) == (False, False, {carol.id})
+
+
+def test_a_change_rolled_back_never_reaches_the_copy(people, monkeypatch):
+    monkeypatch.setattr(settings, "_clock", lambda: 1000.0)  # no copy expires in this test
+    assert settings.mail_wanted(T.CALL_CLOSED)
+    settings.set_notification(T.CALL_CLOSED, people["admin"], enabled=False)
+    settings.set_mail_opt_out(people["carol"], True, people["carol"])
+    assert not settings.mail_wanted(T.CALL_CLOSED)
+    db.session.rollback()
+    assert settings.mail_wanted(T.CALL_CLOSED)
+    assert settings.opted_out_ids([people["carol"].id]) == set()
+
+
+def test_an_action_reads_the_settings_from_the_copy(people, monkeypatch):
+    """Acting on calls asks the settings no statement while the copy is fresh."""
+    import sqlalchemy as sa
+
+    from switchboard.calls.services import resolve_call
+
+    monkeypatch.setattr(settings, "_clock", lambda: 1000.0)
+    settings.mail_wanted(T.CALL_RESOLVED)  # loads the copy
+    db.session.commit()
+    call = log_call(people["anna"], "Printer jammed", customer=people["carol"])
+    db.session.commit()
+    sent = []
+
+    def count(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        resolve_call(call, people["anna"], "Cleared the jam")
+        db.session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert [r.to for r in rows(message_type=int(T.CALL_RESOLVED))] == [[people["carol"].email]]
+    assert not [s for s in sent if "notification_setting" in s or "mail_switch" in s or "mail_opt_out" in s]
