@@ -4,7 +4,7 @@ stage is active; when all of them are done or approved, the next stage starts.""
 import enum
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, query_expression, relationship
 
 from switchboard.db import UTCDateTime, db, utcnow
 
@@ -64,8 +64,8 @@ class Request(db.Model):
     description: Mapped[str] = mapped_column(sa.Text, default="")
     status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus), default=RequestStatus.OPEN, index=True)
     requester_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), index=True)
-    # The analyst who owns the request and hears of every decision.
-    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"))
+    # The analyst who owns the request and hears of every decision (indexed for the list's "mine").
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("person.id"), index=True)
     created_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     updated_at = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     completed_at = mapped_column(UTCDateTime)
@@ -73,6 +73,9 @@ class Request(db.Model):
     requester = relationship("Person", foreign_keys=[requester_id])
     owner = relationship("Person", foreign_keys=[owner_id])
     tasks = relationship("Task", back_populates="request", order_by="(Task.stage, Task.id)")
+    # How many tasks it has, when the query asked for it (queries.REQUEST_LISTED_WITH): a list
+    # line shows the number without loading the tasks.
+    task_count: Mapped[int | None] = query_expression()
 
     @property
     def ref(self) -> str:
@@ -83,6 +86,8 @@ class Task(db.Model):
     __tablename__ = "task"
     __table_args__ = (
         sa.CheckConstraint("kind <> 'approval' OR approver_id IS NOT NULL", name="approval_has_approver"),
+        # A group's queue of tasks nobody has picked up (My work; queries.group_queue_tasks).
+        sa.Index("ix_task_group_queue", "assigned_group_id", "assigned_analyst_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,7 @@ filters. Each returns a SELECT; nothing here changes a record."""
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload, with_expression
 
 from switchboard.people.models import group_membership
 from switchboard.requests.models import Request, RequestStatus, Task, TaskStatus
@@ -20,11 +20,34 @@ STATUS_FILTERS = {
 }
 SCOPES = ("all", "mine")
 
-# What a line in a list shows besides the row itself: one query each for the whole page.
-TASK_LISTED_WITH = (selectinload(Task.request), selectinload(Task.assigned_group))
-REQUEST_LISTED_WITH = (selectinload(Request.requester), selectinload(Request.tasks))
+# A task's line shows its request and group: joined into the list's own statement (many-to-one).
+TASK_LISTED_WITH = (joinedload(Task.request, innerjoin=True), joinedload(Task.assigned_group))
+# A request's line shows its requester and how many tasks it has: both in the list's own
+# statement (a join and a counting subquery), not a query each nor every task loaded.
+REQUEST_LISTED_WITH = (
+    joinedload(Request.requester, innerjoin=True),
+    with_expression(
+        Request.task_count,
+        sa.select(sa.func.count(Task.id)).where(Task.request_id == Request.id).correlate(Request).scalar_subquery(),
+    ),
+)
 
-_REF = re.compile(r"^\s*(?:req)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
+# What a request's page shows of the request and its tasks: the request's people in the
+# request's statement, its tasks with theirs in one more (not one query per task and person).
+REQUEST_SHOWN_WITH = (
+    joinedload(Request.requester, innerjoin=True),
+    joinedload(Request.owner, innerjoin=True),
+    selectinload(Request.tasks).options(
+        joinedload(Task.assigned_analyst), joinedload(Task.assigned_group), joinedload(Task.approver)
+    ),
+)
+
+# The request list's order, newest update first (keyset pages walk ix_service_request_list_order).
+LIST_ORDER = (Request.updated_at, Request.id)
+
+# A reference: "REQ-9", "req 9", "#9" (marked: only that request, found by its key alone), or
+# a bare "9" (that request, or a title with 9 in it).
+_REF = re.compile(r"^\s*(req|#)?[\s#:-]*(\d{1,9})\s*$", re.IGNORECASE)
 
 
 def _group_ids(person):
@@ -79,8 +102,12 @@ def find_requests(person, *, status: str = "active", scope: str = "all", text: s
     text = (text or "").strip()
     if text:
         match = _REF.match(text)
-        condition = Request.title.icontains(text, autoescape=True)
-        if match:
-            condition = sa.or_(condition, Request.id == int(match.group(1)))
-        query = query.where(condition)
-    return query.order_by(Request.updated_at.desc(), Request.id.desc())
+        if match and match.group(1):
+            # A marked reference names one request: no title is searched (that reads them all).
+            query = query.where(Request.id == int(match.group(2)))
+        else:
+            condition = Request.title.icontains(text, autoescape=True)
+            if match:
+                condition = sa.or_(condition, Request.id == int(match.group(2)))
+            query = query.where(condition)
+    return query.order_by(*(column.desc() for column in LIST_ORDER))

@@ -3,11 +3,14 @@ services: permission first, then the change, the timeline, a flush."""
 
 from dataclasses import dataclass
 
+import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
+
 from switchboard.db import db, flush, utcnow
 from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
-from switchboard.history.models import EntryKind
-from switchboard.history.services import record
+from switchboard.history.models import EntryKind, HistoryEntry
+from switchboard.history.services import TimelinePage, record
 from switchboard.permissions import require
 from switchboard.requests.models import Request, RequestStatus, Task, TaskKind, TaskStatus
 
@@ -23,8 +26,11 @@ class TaskSpec:
     approver: object = None
 
 
-def get_request(request_id: int, actor=None) -> Request:
-    request = db.session.get(Request, request_id)
+def get_request(request_id: int, actor=None, *, options=()) -> Request:
+    """The request, if `actor` may see it; `options` are loader options for what the caller
+    shows of it (queries.REQUEST_SHOWN_WITH), applied even when the session holds the request
+    already (after an action: its task's request, expired by the commit)."""
+    request = db.session.get(Request, request_id, options=options, populate_existing=bool(options))
     if request is None:
         raise NotFound(f"There is no request {request_id}.")
     if actor is not None:
@@ -39,6 +45,43 @@ def get_task(task_id: int, actor=None) -> Task:
     if actor is not None:
         require(actor, "view_task", task)
     return task
+
+
+def task_timelines(tasks, size: int) -> dict[int, tuple[TimelinePage, int]]:
+    """The newest `size` entries of each task's timeline and how many it has in all, by task
+    id, in a fixed number of statements whatever the number of tasks or entries: one
+    statement walks each task's (task_id, created_at, id) index backwards for its page, one
+    counts them, and the entries' authors and files come one query each."""
+    ids = [task.id for task in tasks]
+    if not ids:
+        return {}
+    order = (HistoryEntry.created_at.desc(), HistoryEntry.id.desc())
+    # One page per task, each read only as far as it shows: a UNION ALL of LIMITed reads
+    # (a window function over all the tasks' entries would read every entry).
+    def newest(task_id):
+        page = sa.select(HistoryEntry.id).where(HistoryEntry.task_id == task_id).order_by(*order).limit(size + 1)
+        return sa.select(page.subquery().c.id)
+
+    pages = sa.union_all(*(newest(task_id) for task_id in ids))
+    rows = db.session.scalars(
+        sa.select(HistoryEntry)
+        .where(HistoryEntry.id.in_(pages))
+        .order_by(*order)
+        .options(selectinload(HistoryEntry.author), selectinload(HistoryEntry.attachments))
+    ).all()
+    counts = dict(db.session.execute(
+        sa.select(HistoryEntry.task_id, sa.func.count()).where(HistoryEntry.task_id.in_(ids))
+        .group_by(HistoryEntry.task_id)
+    ).all())
+    by_task = {task_id: [] for task_id in ids}
+    for entry in rows:
+        by_task[entry.task_id].append(entry)
+    result = {}
+    for task_id, entries in by_task.items():
+        shown = entries[:size]
+        older = (shown[-1].created_at, shown[-1].id) if len(entries) > size else None
+        result[task_id] = (TimelinePage(shown, older), counts.get(task_id, 0))
+    return result
 
 
 def create_request(actor, title: str, description: str = "", *, requester=None, tasks=()) -> Request:

@@ -74,6 +74,11 @@ EXPECTED = {
     ("/requests/new", "POST"): PRIVATE,
     ("/requests/<int:request_id>", "GET"): PRIVATE,
     ("/requests/<int:request_id>/note", "POST"): PRIVATE,
+    ("/requests/<int:request_id>/timeline", "GET"): PRIVATE,  # the "Older entries" control's page
+    ("/requests/tasks/<int:task_id>/timeline", "GET"): PRIVATE,  # the same for a task's timeline
+    # A task action's form, loaded when its <details> is opened: refused as its POST is.
+    ("/requests/tasks/<int:task_id>/<any(approve, reject, complete, forward, note):action>/form", "GET"): {
+        "approve": (LOGIN, LOGIN, OK, DENIED), "reject": (LOGIN, LOGIN, OK, DENIED), "*": PRIVATE},
     # Only the task's approver decides an approval (the test makes the analyst it): not even an admin.
     ("/requests/tasks/<int:task_id>/<any(approve, reject, complete, forward, note):action>", "POST"): {
         "approve": (LOGIN, LOGIN, OK, DENIED), "*": PRIVATE},
