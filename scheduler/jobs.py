@@ -3,10 +3,17 @@ work; each is idempotent, so a second scheduler started by mistake, or a job
 that runs late, does no harm."""
 
 import logging
+import time
 
 from flask import current_app
 
 log = logging.getLogger(__name__)
+
+# The outbox job runs every 5 s: a problem that lasts (no outgoing server yet, on a fresh
+# `make run` whose demo data queued mail) would fill the console with one line each run. The
+# same line is said again only after this long; a changed one (another count) at once.
+REPEAT_SECONDS = 300
+_said: dict[str, float] = {}
 
 
 def poll_due_accounts() -> int:
@@ -24,8 +31,13 @@ def send_outbox() -> None:
     report = send_all_due()
     if report.claimed:
         log.info("outbox: %s", report.summary())
+    now = time.monotonic()
     for problem in report.problems:
-        log.warning("outbox: %s", problem)
+        if now - _said.get(problem, now - REPEAT_SECONDS) >= REPEAT_SECONDS:
+            if len(_said) > 100:
+                _said.clear()
+            _said[problem] = now
+            log.warning("outbox: %s", problem)
 
 
 def sweep_inbound() -> None:
