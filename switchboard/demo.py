@@ -8,7 +8,9 @@ from switchboard.people.services import create_group, create_person, find_person
 from switchboard.requests.models import TaskKind
 from switchboard.requests.services import TaskSpec, approve_task, create_request
 
-DEMO_PASSWORD_NOTE = "Demo analysts have no password; set one with `flask --app wsgi users set-password`."
+# Names the analysts: without their addresses a newcomer cannot log in as one.
+DEMO_PASSWORD_NOTE = ("Demo analysts ({addresses}) have no password; set one with "
+                      "`flask --app wsgi users set-password --email ADDRESS`.")
 
 
 def load_demo() -> str:
@@ -51,7 +53,8 @@ def load_demo() -> str:
     people = db.session.query(Person).count()
     return (
         f"Loaded demo data: {people} people, groups {desk.name} and {network.name}, "
-        f"calls {vpn.ref}, {printer.ref}, {mail.ref}, request {starter.ref}. {DEMO_PASSWORD_NOTE}"
+        f"calls {vpn.ref}, {printer.ref}, {mail.ref}, request {starter.ref}. "
+        + DEMO_PASSWORD_NOTE.format(addresses=", ".join(p.email for p in (sam, priya, lee)))
     )
 
 

@@ -1,6 +1,7 @@
 """The operator's commands, run the way a script runs them (Flask's CLI runner)."""
 
 import json
+import re
 
 from switchboard.calls.services import close_call, log_call
 from switchboard.db import db
@@ -55,3 +56,10 @@ def test_demo_loads_once(app):
     data = json.loads(runner.invoke(args=["desk", "stats", "--json"]).output)
     assert sum(data["calls"].values()) == 3 and data["requests"]["in_progress"] == 1
     assert runner.invoke(args=["desk", "demo"]).exit_code != 0
+    # What the output says to do, done as written: a newcomer can then log in as a demo analyst.
+    addresses = re.search(r"Demo analysts \(([^)]*)\)", result.output).group(1).split(", ")
+    assert len(addresses) == 3
+    assert "`flask --app wsgi users set-password --email ADDRESS`" in result.output
+    done = runner.invoke(args=["users", "set-password", "--email", addresses[0]], input="demo-password-1\n")
+    assert done.exit_code == 0, done.output
+    assert find_person(addresses[0]).is_analyst and find_person(addresses[0]).check_password("demo-password-1")
