@@ -108,13 +108,15 @@ class KeysetPage:
 
 
 def keyset_paginate(
-    query, columns: tuple, page_size: int, *, options=(), count_up_to: int | None = None
+    query, columns: tuple, page_size: int, *, options=(), lines=None, count_up_to: int | None = None
 ) -> KeysetPage:
     """The page of `query` (without an ORDER BY) that `?after=` or `?before=` names, the
     first page without either, sorted by `columns` newest first. `options` are loader
-    options for the shown rows (what the list template reads of each). A `?page=` number
-    (a bookmark from before) still gives that page, the slow way (OFFSET). `count_up_to`
-    bounds the count (KeysetPage.total_is_more says it stopped)."""
+    options for the shown rows (what the list template reads of each); or `lines` turns
+    `query` into the statement that reads them as a list's own line type (the count is
+    still of `query`). A `?page=` number (a bookmark from before) still gives that page,
+    the slow way (OFFSET). `count_up_to` bounds the count (KeysetPage.total_is_more says
+    it stopped)."""
     after, before = position_arg("after"), position_arg("before")
     # A page number from a link made before lists paged by position: still that page.
     page = _page_number(request.args.get("page", ""))
@@ -124,7 +126,7 @@ def keyset_paginate(
     total_is_more = count_up_to is not None and total > count_up_to
     total = min(total, count_up_to) if total_is_more else total
     newest_first = [c.desc() for c in columns]
-    shown = query.options(*options)
+    shown = lines(query) if lines else query.options(*options)
     if page > 1:
         rows = db.session.scalars(
             shown.order_by(*newest_first).offset((page - 1) * page_size).limit(page_size + 1)

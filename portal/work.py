@@ -11,8 +11,8 @@ from flask import Blueprint, render_template, request
 from portal.auth import current_person
 from switchboard.calls.models import Call
 from switchboard.calls.queries import (
-    LISTED_WITH,
     assigned_calls,
+    call_lines,
     group_queue_calls,
     sees_unassigned,
     unassigned_queue,
@@ -48,8 +48,8 @@ def _rows(query, total: int) -> Section:
     # An empty section costs no statement: its count said so.
     if not total:
         return Section([], 0)
-    shown_with = LISTED_WITH if query.column_descriptions[0]["entity"] is Call else TASK_LISTED_WITH
-    return Section(db.session.scalars(query.options(*shown_with).limit(SHOWN)).all(), total)
+    shown = call_lines(query) if query.column_descriptions[0]["entity"] is Call else query.options(*TASK_LISTED_WITH)
+    return Section(db.session.scalars(shown.limit(SHOWN)).all(), total)
 
 
 @bp.route("/")

@@ -27,7 +27,7 @@ from portal.forms import ForwardForm, attempt, chosen_group, chosen_person, form
 from portal.htmx import is_htmx, vary_on_htmx
 from portal.pagination import encode_position, keyset_paginate, position_arg
 from switchboard.calls.models import Call, CallStatus
-from switchboard.calls.queries import LIST_ORDER, LISTED_WITH, SCOPES, STATUS_FILTERS, find_calls
+from switchboard.calls.queries import LIST_ORDER, SCOPES, STATUS_FILTERS, call_lines, find_calls
 from switchboard.calls.services import (
     change_priority,
     close_call,
@@ -159,7 +159,7 @@ def index():
     scope = scope if scope in SCOPES else "all"
     found = keyset_paginate(
         find_calls(me, status=status, scope=scope, text=text).order_by(None), LIST_ORDER, PAGE_SIZE,
-        options=LISTED_WITH, count_up_to=SEARCH_COUNTED if text else None,
+        lines=call_lines, count_up_to=SEARCH_COUNTED if text else None,
     )
     filters = {"status": status, "scope": scope, "q": text}
     template = "calls/_results.html" if is_htmx() else "calls/list.html"

@@ -5,10 +5,10 @@ page it or add to it; nothing here changes a call."""
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.orm import defer, joinedload
+from sqlalchemy.orm import Bundle, aliased
 
-from switchboard.calls.models import Call, CallStatus
-from switchboard.people.models import group_membership
+from switchboard.calls.models import Call, CallStatus, Priority
+from switchboard.people.models import Group, Person, group_membership
 
 # Work still to do. A resolved call waits on the customer, not the analyst.
 WORKING_STATUSES = (CallStatus.OPEN, CallStatus.PENDING)
@@ -27,19 +27,66 @@ SCOPES = ("all", "mine", "groups")
 # The call list's order, newest update first (find_calls; keyset pages walk ix_call_list_order).
 LIST_ORDER = (Call.updated_at, Call.id)
 
-# What a call's line in a list shows besides the call, joined into the list's own statement
-# (many-to-one, so still one row a call; the list's ORDER BY ... LIMIT still walks its index:
-# tests/db/test_list_indexes.py). A query per relation was 4 more statements a page and
-# twice the CPU. Customer and priority are never empty: inner joins.
-LISTED_WITH = (
-    joinedload(Call.customer, innerjoin=True),
-    joinedload(Call.assigned_analyst),
-    joinedload(Call.assigned_group),
-    joinedload(Call.priority, innerjoin=True),
-    # No line shows the description, and a call logged by mail has the mail's text there:
-    # not read for 50 lines a page.
-    defer(Call.description),
+
+class CallLine:
+    """A call as a line in a list shows it (calls/_items.html: My work, the call list): plain
+    values read in the list's own statement (call_lines), not a Call with its customer,
+    analyst, group and priority built as five ORM objects a line (that was most of a list
+    page's CPU). Read-only: nothing is loaded from it later. The SLA fields and `status`
+    have a Call's names, so what reads them reads either."""
+
+    __slots__ = ("id", "summary", "status", "priority_id", "priority_name", "customer_name", "analyst_name",
+                 "group_name", "updated_at", "sla_breached", "sla_level", "response_due_at",
+                 "first_response_at", "fix_due_at")
+
+    ref = Call.ref  # "CALL-<id>", the one definition
+
+    def __init__(self, id, summary, status, priority_id, priority_name, customer_name, customer_email,
+                 analyst_name, analyst_email, group_name, updated_at, sla_breached, sla_level,
+                 response_due_at, first_response_at, fix_due_at):
+        self.id, self.summary, self.status = id, summary, status
+        self.priority_id, self.priority_name = priority_id, priority_name
+        # A person's display name (Person.display_name): the name, else the address.
+        self.customer_name = customer_name or customer_email
+        # None: no analyst (an analyst always has an address); group_name None: no group.
+        self.analyst_name = (analyst_name or analyst_email) if analyst_email is not None else None
+        self.group_name, self.updated_at = group_name, updated_at
+        self.sla_breached, self.sla_level = sla_breached, sla_level
+        self.response_due_at, self.first_response_at, self.fix_due_at = response_due_at, first_response_at, fix_due_at
+
+
+class _Lines(Bundle):
+    # One CallLine a row: the bundle's columns in CallLine's argument order.
+    def create_row_processor(self, query, procs, labels):
+        def line(row):
+            return CallLine(*[proc(row) for proc in procs])
+
+        return line
+
+
+_customer, _analyst = aliased(Person), aliased(Person)
+_LINE = _Lines(
+    "call_line",
+    Call.id, Call.summary, Call.status, Call.priority_id, Priority.name, _customer.name, _customer.email,
+    _analyst.name, _analyst.email, Group.name, Call.updated_at, Call.sla_breached, Call.sla_level,
+    Call.response_due_at, Call.first_response_at, Call.fix_due_at,
 )
+# Customer and priority are never empty: inner joins. Many-to-one, so still one row a call,
+# and the list's ORDER BY ... LIMIT still walks its index (tests/db/test_list_indexes.py).
+_LINE_FROM = (
+    sa.join(Call, Priority, Priority.id == Call.priority_id)
+    .join(_customer, _customer.id == Call.customer_id)
+    .outerjoin(_analyst, _analyst.id == Call.assigned_analyst_id)
+    .outerjoin(Group, Group.id == Call.assigned_group_id)
+)
+
+
+def call_lines(query: sa.Select) -> sa.Select:
+    """`query` (a SELECT of calls from this module: its filters and order kept) reading the
+    calls as CallLine, what a line in a list shows, in one statement. Count and page
+    `query` itself: the joins are only for the lines shown."""
+    return query.with_only_columns(_LINE).select_from(_LINE_FROM)
+
 
 # A reference: "CALL-42", "call 42", "#42" (marked: only that call), or a bare "42" (that
 # call, or a summary with 42 in it).

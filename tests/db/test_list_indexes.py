@@ -68,7 +68,7 @@ def test_sqlite_gets_statistics_at_start_so_the_call_list_walks_its_index(tmp_pa
     (customer, analyst, group, priority) joined in."""
     from flask_migrate import upgrade
 
-    from switchboard.calls.queries import LISTED_WITH, find_calls
+    from switchboard.calls.queries import call_lines, find_calls
     from switchboard.db import db
 
     url = f"sqlite:///{tmp_path / 'desk.db'}"
@@ -86,7 +86,7 @@ def test_sqlite_gets_statistics_at_start_so_the_call_list_walks_its_index(tmp_pa
     restarted = make_test_app(url)
     with restarted.app_context():
         plan = _plan(db.engine, find_calls(None).limit(51))
-        listed = _plan(db.engine, find_calls(None).options(*LISTED_WITH).limit(51))
+        listed = _plan(db.engine, call_lines(find_calls(None)).limit(51))
         stats = dict(db.session.execute(sa.text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'call'")).all())
         db.engine.dispose()
     assert "ix_call_list_order" in plan and "TEMP B-TREE" not in plan, plan

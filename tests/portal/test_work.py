@@ -90,3 +90,26 @@ def test_a_call_line_shows_the_sla_badge_the_call_page_shows(login, people):
             assert f"\n    {badge}\n    <span>updated" in _line(page, call), call.summary
     assert "SLA breached" in badges["Past due"] and "SLA level 1" in badges["Half used"]
     assert 'class="sla-due"' in badges["Just due"] and badges["On hold"] == ""
+
+
+def test_a_call_line_names_its_customer_analyst_and_group(login, people):
+    # Lines are read as plain values (switchboard.calls.queries.CallLine), not as the people
+    # and groups themselves: a person without a name is still shown by their address.
+    from switchboard.people.services import create_person
+
+    anna, carol = people["anna"], people["carol"]
+    nameless = create_person("no.name@example.org", "")
+    calls = {
+        "Both": log_call(anna, "Both", customer=carol, analyst=anna, group=people["network"]),
+        "Analyst": log_call(anna, "Analyst", customer=nameless, analyst=anna),
+        "Group": log_call(anna, "Group", customer=carol, group=people["network"], priority_id=1),
+        "Nobody": log_call(anna, "Nobody", customer=nameless, priority_id=4),
+    }
+    db.session.commit()
+    page = login("anna").get("/calls/").get_data(as_text=True)
+    meta = {name: re.findall(r"<span[^>]*>([^<]+)</span>", _line(page, call).split('class="item-meta">')[1])
+            for name, call in calls.items()}
+    assert meta["Both"] == ["Open", "P3 Medium", "Carol Customer", "→ Anna Analyst / Network"]
+    assert meta["Analyst"] == ["Open", "P3 Medium", "no.name@example.org", "→ Anna Analyst"]
+    assert meta["Group"] == ["Open", "P1 Critical", "Carol Customer", "→ Network"]
+    assert meta["Nobody"] == ["Open", "P4 Low", "no.name@example.org", "Unassigned"]
