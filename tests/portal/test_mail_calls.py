@@ -126,10 +126,13 @@ def test_the_task_forward_form_offers_the_mail_the_same_way(login, people):
     task = request.tasks[0]
     before = len(_mails(message_type=int(MessageType.TASK_FORWARDED)))
     portal = login("anna")
-    assert f"task{task.id}-forward-notify" not in portal.get(f"/requests/{request.id}").get_data(as_text=True)
+    # The task's forward form, open (the no-JS way: it loads on demand).
+    opened = f"/requests/{request.id}?form=task{task.id}-forward"
+    page = portal.get(opened).get_data(as_text=True)
+    assert f"task{task.id}-forward-notify" not in page and f'id="task{task.id}-forward-analyst"' in page
     settings.set_switch("forward_email_optional", True, people["admin"])
     db.session.commit()
-    assert f'id="task{task.id}-forward-notify"' in portal.get(f"/requests/{request.id}").get_data(as_text=True)
+    assert f'id="task{task.id}-forward-notify"' in portal.get(opened).get_data(as_text=True)
     response = portal.post(f"/requests/tasks/{task.id}/forward", {f"task{task.id}-forward-analyst": str(people["bob"].id)})
     assert response.status_code == 303
     assert len(_mails(message_type=int(MessageType.TASK_FORWARDED))) == before
