@@ -113,8 +113,8 @@ def keyset_paginate(
     """The page of `query` (without an ORDER BY) that `?after=` or `?before=` names, the
     first page without either, sorted by `columns` newest first. `options` are loader
     options for the shown rows (what the list template reads of each); or `lines` turns
-    `query` into the statement that reads them as a list's own line type (the count is
-    still of `query`). A `?page=` number (a bookmark from before) still gives that page,
+    the page's statement (`query` ordered and limited) into one that reads its rows as a
+    list's own line type. A `?page=` number (a bookmark from before) still gives that page,
     the slow way (OFFSET). `count_up_to` bounds the count (KeysetPage.total_is_more says
     it stopped)."""
     after, before = position_arg("after"), position_arg("before")
@@ -126,25 +126,25 @@ def keyset_paginate(
     total_is_more = count_up_to is not None and total > count_up_to
     total = min(total, count_up_to) if total_is_more else total
     newest_first = [c.desc() for c in columns]
-    shown = lines(query) if lines else query.options(*options)
+    shown = query.options(*options)
+
+    def read(page_statement) -> list:
+        return db.session.scalars(lines(page_statement) if lines else page_statement).all()
+
     if page > 1:
-        rows = db.session.scalars(
-            shown.order_by(*newest_first).offset((page - 1) * page_size).limit(page_size + 1)
-        ).all()
+        rows = read(shown.order_by(*newest_first).offset((page - 1) * page_size).limit(page_size + 1))
         more_before, more_after = True, len(rows) > page_size
         items = rows[:page_size]
     elif before is not None:
         # The page just before: read backwards from the position, then put it in order.
-        rows = db.session.scalars(
-            shown.where(before_in_order(columns, before)).order_by(*columns).limit(page_size + 1)
-        ).all()
+        rows = read(shown.where(before_in_order(columns, before)).order_by(*columns).limit(page_size + 1))
         more_before = len(rows) > page_size
         items = rows[:page_size][::-1]
         more_after = _any(query.where(sa.not_(before_in_order(columns, before))))
     else:
         if after is not None:
             shown = shown.where(after_in_order(columns, after))
-        rows = db.session.scalars(shown.order_by(*newest_first).limit(page_size + 1)).all()
+        rows = read(shown.order_by(*newest_first).limit(page_size + 1))
         more_after = len(rows) > page_size
         items = rows[:page_size]
         more_before = after is not None and _any(query.where(sa.not_(after_in_order(columns, after))))

@@ -48,8 +48,11 @@ def _rows(query, total: int) -> Section:
     # An empty section costs no statement: its count said so.
     if not total:
         return Section([], 0)
-    shown = call_lines(query) if query.column_descriptions[0]["entity"] is Call else query.options(*TASK_LISTED_WITH)
-    return Section(db.session.scalars(shown.limit(SHOWN)).all(), total)
+    if query.column_descriptions[0]["entity"] is Call:
+        shown = call_lines(query.limit(SHOWN))
+    else:
+        shown = query.options(*TASK_LISTED_WITH).limit(SHOWN)
+    return Section(db.session.scalars(shown).all(), total)
 
 
 @bp.route("/")

@@ -41,6 +41,9 @@ class Call(db.Model):
         # an analyst's own calls in My work's order (most urgent, then waiting longest).
         sa.Index("ix_call_list_order", "updated_at", "id"),
         sa.Index("ix_call_analyst_work", "assigned_analyst_id", "priority_id", "logged_at", "id"),
+        # The call list's "mine" (and My work's count of my calls): an analyst's calls of a
+        # status in list order, so a page of them is a walk and a count the index alone.
+        sa.Index("ix_call_analyst_list_order", "assigned_analyst_id", "status", "updated_at", "id"),
         # A group's queue in My work (nobody's calls of my groups still to do): counted from
         # the index alone.
         sa.Index("ix_call_group_queue", "assigned_group_id", "assigned_analyst_id", "status"),

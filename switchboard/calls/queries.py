@@ -71,8 +71,7 @@ _LINE = _Lines(
     _analyst.name, _analyst.email, Group.name, Call.updated_at, Call.sla_breached, Call.sla_level,
     Call.response_due_at, Call.first_response_at, Call.fix_due_at,
 )
-# Customer and priority are never empty: inner joins. Many-to-one, so still one row a call,
-# and the list's ORDER BY ... LIMIT still walks its index (tests/db/test_list_indexes.py).
+# Customer and priority are never empty: inner joins. Many-to-one, so still one row a call.
 _LINE_FROM = (
     sa.join(Call, Priority, Priority.id == Call.priority_id)
     .join(_customer, _customer.id == Call.customer_id)
@@ -81,11 +80,22 @@ _LINE_FROM = (
 )
 
 
-def call_lines(query: sa.Select) -> sa.Select:
-    """`query` (a SELECT of calls from this module: its filters and order kept) reading the
-    calls as CallLine, what a line in a list shows, in one statement. Count and page
-    `query` itself: the joins are only for the lines shown."""
-    return query.with_only_columns(_LINE).select_from(_LINE_FROM)
+def call_lines(page: sa.Select) -> sa.Select:
+    """A page of calls (a SELECT of calls from this module with its ORDER BY and LIMIT) read
+    as CallLine, what a line in a list shows, in one statement. The page's calls are found
+    on the call table alone (its index walk: tests/db/test_list_indexes.py), and only those
+    are joined to their customer, analyst, group and priority: joined before the LIMIT,
+    PostgreSQL joined every candidate, hashing all 10,000 people for an analyst's 160 calls
+    (4 ms of a 5 ms statement). Count `page`'s query without this: the joins are for the
+    lines shown."""
+    # The outer ORDER BY is the page's own (its expressions are of the same call table):
+    # the page's rows come back in its order.
+    return (
+        sa.select(_LINE)
+        .select_from(_LINE_FROM)
+        .where(Call.id.in_(page.with_only_columns(Call.id)))
+        .order_by(*page._order_by_clauses)
+    )
 
 
 # A reference: "CALL-42", "call 42", "#42" (marked: only that call), or a bare "42" (that

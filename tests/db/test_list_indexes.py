@@ -90,9 +90,12 @@ def test_sqlite_gets_statistics_at_start_so_the_call_list_walks_its_index(tmp_pa
         stats = dict(db.session.execute(sa.text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'call'")).all())
         db.engine.dispose()
     assert "ix_call_list_order" in plan and "TEMP B-TREE" not in plan, plan
-    # The page as the list reads it: the call table first, walked in order, so the LIMIT
-    # stops the walk; the joined tables are looked up a line at a time.
-    assert listed.startswith("SCAN call USING INDEX ix_call_list_order") and "TEMP B-TREE" not in listed, listed
+    # The page as the list reads it (call_lines): its calls found by walking the index in
+    # order (the LIMIT stops the walk, nothing sorted), then only those read by key with what
+    # their lines show; the one sort is of the page's own rows.
+    assert "LIST SUBQUERY 1 / SCAN call USING INDEX ix_call_list_order / " in listed, listed
+    assert "SEARCH call USING INTEGER PRIMARY KEY" in listed, listed
+    assert listed.count("TEMP B-TREE") == 1 and listed.endswith("USE TEMP B-TREE FOR ORDER BY"), listed
     assert stats["ix_call_list_order"].startswith("3000 ")
 
 
@@ -111,3 +114,75 @@ def test_sqlite_statistics_follow_a_migration(tmp_path):
         stats = dict(db.session.execute(sa.text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'call'")).all())
         db.engine.dispose()
     assert stats["ix_call_list_order"].startswith("500 ") and stats["ix_call_analyst_work"].startswith("500 ")
+
+
+def test_migration_0015_adds_the_mine_index_and_takes_it_away_when_undone(app):
+    from flask_migrate import downgrade, upgrade
+
+    from switchboard.db import db
+
+    try:
+        downgrade(revision="0014")
+        assert "ix_call_analyst_list_order" not in _indexes(db.engine)["call"]
+    finally:
+        upgrade()
+    assert "ix_call_analyst_list_order" in _indexes(db.engine)["call"]
+
+
+def _explain(statement) -> str:
+    from switchboard.db import db
+
+    sql = str(statement.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+    if db.engine.dialect.name == "sqlite":
+        return " / ".join(row[3] for row in db.session.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+    return " / ".join(row[0] for row in db.session.execute(sa.text("EXPLAIN " + sql)))
+
+
+def test_the_call_list_mine_walks_the_analysts_calls_of_the_status_in_order(app):
+    """The call list's "mine" with a status (migration 0015, ix_call_analyst_list_order):
+    the page is a walk of the analyst's calls of that status in list order and the count
+    reads that range of the index; before it, PostgreSQL combined every call of the status with the
+    analyst's and sorted them, hashing every person for the join."""
+    from datetime import timedelta
+
+    from portal.pagination import count
+    from switchboard.calls.queries import LIST_ORDER, call_lines, find_calls
+    from switchboard.db import db, optimize_sqlite, utcnow
+    from switchboard.people.models import Person
+
+    now = utcnow().replace(tzinfo=None)
+    statuses = ["open", "pending", "resolved", "closed", "closed"]
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO person (id, email, name, is_customer, is_analyst, is_admin, active, session_version, "
+            "created_at) VALUES (:id, :email, 'P', true, :analyst, false, true, 1, :now)"
+        ), [{"id": n, "email": f"p{n}@example.org", "analyst": n <= 20, "now": now} for n in range(1, 2001)])
+        conn.execute(sa.text(
+            "INSERT INTO call (summary, description, priority_id, status, customer_id, logged_by_id, "
+            "assigned_analyst_id, source, logged_at, updated_at, sla_level, sla_breached, sla_used_seconds) "
+            "VALUES ('s', '', 3, :status, :customer, 1, :analyst, 'portal', :at, :at, 0, false, 0)"
+        ), [{"status": statuses[n // 20 % 5], "customer": 21 + n % 1980, "analyst": 1 + n % 20,
+             "at": now - timedelta(minutes=n)} for n in range(20000)])
+        if conn.dialect.name == "sqlite":
+            optimize_sqlite(conn)
+        else:
+            conn.execute(sa.text("ANALYZE call, person"))
+    try:
+        me = db.session.get(Person, 1)
+        mine = find_calls(me, status="open", scope="mine").order_by(None)
+        page = _explain(call_lines(mine.order_by(*(c.desc() for c in LIST_ORDER)).limit(51)))
+        counted = _explain(sa.select(sa.func.count()).select_from(mine.subquery()))
+        assert count(mine) == 200
+    finally:
+        if db.engine.dialect.name == "sqlite":
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("DELETE FROM sqlite_stat1 WHERE tbl IN ('call', 'person')"))
+    if db.engine.dialect.name == "sqlite":
+        assert "SEARCH call USING COVERING INDEX ix_call_analyst_list_order (assigned_analyst_id=? AND status=?)" \
+            in page and page.count("TEMP B-TREE") == 1, page
+        assert "COVERING INDEX ix_call_analyst_list_order" in counted, counted
+    else:
+        assert "Index Only Scan Backward using ix_call_analyst_list_order" in page, page
+        assert "Seq Scan on call" not in page and "Seq Scan on person" not in page, page
+        # The count's range is the index's (index only once VACUUM has marked the pages).
+        assert "ix_call_analyst_list_order" in counted and "ix_call_status" not in counted, counted
