@@ -113,7 +113,8 @@ def test_sqlite_statistics_follow_a_migration(tmp_path):
         upgrade()
         stats = dict(db.session.execute(sa.text("SELECT idx, stat FROM sqlite_stat1 WHERE tbl = 'call'")).all())
         db.engine.dispose()
-    assert stats["ix_call_list_order"].startswith("500 ") and stats["ix_call_analyst_work"].startswith("500 ")
+    # (ix_call_analyst_work leaves out calls nobody has, and these 500 have nobody.)
+    assert stats["ix_call_list_order"].startswith("500 ") and stats["ix_call_group_queue"].startswith("500 ")
 
 
 def test_migration_0015_adds_the_mine_index_and_takes_it_away_when_undone(app):
@@ -141,12 +142,13 @@ def _explain(statement) -> str:
 def test_the_call_list_mine_walks_the_analysts_calls_of_the_status_in_order(app):
     """The call list's "mine" with a status (migration 0015, ix_call_analyst_list_order):
     the page is a walk of the analyst's calls of that status in list order and the count
-    reads that range of the index; before it, PostgreSQL combined every call of the status with the
-    analyst's and sorted them, hashing every person for the join."""
+    reads that range of the index; before it, PostgreSQL combined every call of the status
+    with the analyst's and sorted them, hashing every person for the join. And a group's
+    queue is read by its own index on SQLite too."""
     from datetime import timedelta
 
     from portal.pagination import count
-    from switchboard.calls.queries import LIST_ORDER, call_lines, find_calls
+    from switchboard.calls.queries import LIST_ORDER, call_lines, find_calls, group_queue_calls
     from switchboard.db import db, optimize_sqlite, utcnow
     from switchboard.people.models import Person
 
@@ -163,16 +165,28 @@ def test_the_call_list_mine_walks_the_analysts_calls_of_the_status_in_order(app)
             "VALUES ('s', '', 3, :status, :customer, 1, :analyst, 'portal', :at, :at, 0, false, 0)"
         ), [{"status": statuses[n // 20 % 5], "customer": 21 + n % 1980, "analyst": 1 + n % 20,
              "at": now - timedelta(minutes=n)} for n in range(20000)])
+        # And 4,000 nobody has, in ten groups' queues; the analyst is in two of the groups.
+        conn.execute(sa.text("INSERT INTO analyst_group (id, name, active) VALUES (:id, :name, true)"),
+                     [{"id": n, "name": f"G{n}"} for n in range(1, 11)])
+        conn.execute(sa.text("INSERT INTO group_membership (group_id, person_id) VALUES (1, 1), (2, 1)"))
+        conn.execute(sa.text(
+            "INSERT INTO call (summary, description, priority_id, status, customer_id, logged_by_id, "
+            "assigned_group_id, source, logged_at, updated_at, sla_level, sla_breached, sla_used_seconds) "
+            "VALUES ('s', '', 3, :status, 21, 1, :group, 'portal', :at, :at, 0, false, 0)"
+        ), [{"status": statuses[n // 10 % 5], "group": 1 + n % 10, "at": now - timedelta(minutes=n)}
+            for n in range(4000)])
         if conn.dialect.name == "sqlite":
             optimize_sqlite(conn)
         else:
-            conn.execute(sa.text("ANALYZE call, person"))
+            conn.execute(sa.text("ANALYZE call, person, analyst_group, group_membership"))
     try:
         me = db.session.get(Person, 1)
         mine = find_calls(me, status="open", scope="mine").order_by(None)
         page = _explain(call_lines(mine.order_by(*(c.desc() for c in LIST_ORDER)).limit(51)))
         counted = _explain(sa.select(sa.func.count()).select_from(mine.subquery()))
         assert count(mine) == 200
+        queue = _explain(call_lines(group_queue_calls(me).limit(50)))
+        assert count(group_queue_calls(me)) == 320
     finally:
         if db.engine.dialect.name == "sqlite":
             with db.engine.begin() as conn:
@@ -181,8 +195,12 @@ def test_the_call_list_mine_walks_the_analysts_calls_of_the_status_in_order(app)
         assert "SEARCH call USING COVERING INDEX ix_call_analyst_list_order (assigned_analyst_id=? AND status=?)" \
             in page and page.count("TEMP B-TREE") == 1, page
         assert "COVERING INDEX ix_call_analyst_list_order" in counted, counted
+        # My work's queue of my groups: their calls by ix_call_group_queue, not a walk of
+        # every call nobody has in the queue's order (ix_call_analyst_work leaves them out).
+        assert "SEARCH call USING INDEX ix_call_group_queue" in queue and "ix_call_analyst_work" not in queue, queue
     else:
         assert "Index Only Scan Backward using ix_call_analyst_list_order" in page, page
         assert "Seq Scan on call" not in page and "Seq Scan on person" not in page, page
         # The count's range is the index's (index only once VACUUM has marked the pages).
         assert "ix_call_analyst_list_order" in counted and "ix_call_status" not in counted, counted
+        assert "ix_call_group_queue" in queue and "Seq Scan on call" not in queue, queue
