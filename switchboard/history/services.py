@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 from switchboard.blobs import store
 from switchboard.db import after_in_order, db, flush as flush_writes
 from switchboard.history.models import Attachment, EntryKind, HistoryEntry
+from switchboard.people.models import Person
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,83 @@ class TimelinePage:
     older: tuple[datetime, int] | None
 
 
+@dataclass(frozen=True, slots=True)
+class ShownAuthor:
+    display_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShownFile:
+    id: int
+    filename: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ShownEntry:
+    """A timeline entry as its page shows it, as plain values: what happened, when, who
+    (None: the desk), and its files. The same attributes a HistoryEntry has for them, so
+    one template shows either."""
+
+    id: int
+    kind: EntryKind
+    created_at: datetime
+    summary: str
+    body: str
+    internal: bool
+    sender_unverified: bool
+    author: ShownAuthor | None
+    attachments: tuple[ShownFile, ...]
+
+
+_OWNER_COLUMN = {
+    "call": HistoryEntry.call_id,
+    "service_request": HistoryEntry.request_id,
+    "task": HistoryEntry.task_id,
+}
+
+
 def timeline_page(owner, *, before: tuple[datetime, int] | None = None, size: int = 50,
                   include_internal: bool = True) -> TimelinePage:
     """`size` entries of the timeline, newest first, starting just older than `before`
-    (a (created_at, id) position as TimelinePage.older gives). Reads only what it shows
-    (the (owner, created_at, id) index walks backwards from `before`), so a call with
-    thousands of entries costs what a call with fifty does."""
-    query = _entries_of(owner, include_internal)
+    (a (created_at, id) position as TimelinePage.older gives), as ShownEntry values. Reads
+    only what it shows (the (owner, created_at, id) index walks backwards from `before`),
+    so a call with thousands of entries costs what a call with fifty does: the entries with
+    their authors' names in one statement, their files in a second. Plain rows, not ORM
+    objects: building 50 entries, their authors and files as objects was most of the CPU
+    of reading a page (bench, 50 entries: 1.9 -> 1.1 ms on SQLite, 3.5 -> 1.4 ms on PostgreSQL)."""
+    query = (
+        sa.select(
+            HistoryEntry.id, HistoryEntry.kind, HistoryEntry.created_at, HistoryEntry.summary, HistoryEntry.body,
+            HistoryEntry.internal, HistoryEntry.sender_unverified, HistoryEntry.author_id, Person.name, Person.email,
+        )
+        .outerjoin(Person, Person.id == HistoryEntry.author_id)
+        .where(_OWNER_COLUMN[owner.__tablename__] == owner.id)
+    )
+    if not include_internal:
+        query = query.where(HistoryEntry.internal.is_(False))
     if before is not None:
         query = query.where(after_in_order((HistoryEntry.created_at, HistoryEntry.id), before))
-    rows = db.session.scalars(
+    rows = db.session.execute(
         query.order_by(HistoryEntry.created_at.desc(), HistoryEntry.id.desc()).limit(size + 1)
     ).all()
     shown = rows[:size]
+    files: dict[int, list[ShownFile]] = {}
+    if shown:
+        for entry_id, file_id, filename, file_size in db.session.execute(
+            sa.select(Attachment.entry_id, Attachment.id, Attachment.filename, Attachment.size)
+            .where(Attachment.entry_id.in_([row.id for row in shown]))
+            .order_by(Attachment.id)
+        ):
+            files.setdefault(entry_id, []).append(ShownFile(file_id, filename, file_size))
+    entries = [
+        ShownEntry(
+            row.id, row.kind, row.created_at, row.summary, row.body, row.internal, row.sender_unverified,
+            # Person.display_name's rule, from the two columns read.
+            ShownAuthor(row.name or row.email) if row.author_id is not None else None,
+            tuple(files.get(row.id, ())),
+        )
+        for row in shown
+    ]
     older = (shown[-1].created_at, shown[-1].id) if len(rows) > size else None
-    return TimelinePage(shown, older)
+    return TimelinePage(entries, older)

@@ -316,3 +316,37 @@ def test_call_list_pages_through_more_calls_than_fit_one_page(login, people):
     assert len(on_first) == PAGE_SIZE and len(on_second) == 3
     assert not on_first & on_second
     assert f"{PAGE_SIZE + 3}" in first  # the total is shown
+
+
+def test_a_timeline_entry_shows_who_when_and_its_files(login, people):
+    """Each entry on the call's page: its kind, who wrote it (by name, by address when they
+    have no name, 'The desk' when nobody did), when, whether it is internal, and its files as
+    download links with their sizes, newest first."""
+    from datetime import datetime, timezone
+
+    from switchboard.history.models import EntryKind
+    from switchboard.history.services import NewAttachment, record
+    from switchboard.people.services import create_person
+
+    nameless = create_person("nameless@desk.test", "", analyst=True, customer=False)
+    call = log_call(people["anna"], "Scanner offline", customer=people["carol"])
+    by_anna = record(call, EntryKind.NOTE, people["anna"], "Checked the cable", internal=True,
+                     attachments=[NewAttachment("cable.jpg", "image/jpeg", b"j" * 2048)])
+    by_nameless = record(call, EntryKind.FORWARD, nameless, "Forwarded to Network")
+    by_desk = record(call, EntryKind.ESCALATION, None, "Response target missed")
+    logged = db.session.query(HistoryEntry).filter_by(call_id=call.id, kind=EntryKind.LOGGED).one()
+    for minute, entry in enumerate((logged, by_anna, by_nameless, by_desk)):
+        entry.created_at = datetime(2026, 3, 4, 9, 4 + minute, 30, tzinfo=timezone.utc)
+    db.session.commit()
+    page = login("anna").get(f"/calls/{call.id}").get_data(as_text=True)
+    entries = re.findall(r'<li class="entry (.*?)</li>\n', page.split('id="timeline-h"', 1)[1], re.S)
+    assert len(entries) == 4  # the three, and the call's logging (the oldest)
+    desk, forward, note = entries[:3]
+    assert 'tag-escalation">Escalation</span>' in desk and '<span class="author">The desk</span>' in desk
+    assert '<time datetime="2026-03-04T09:07:30+00:00">2026-03-04 09:07 UTC</time>' in desk
+    assert 'tag-forward">Forwarded</span>' in forward and '<span class="author">nameless@desk.test</span>' in forward
+    assert "entry-internal" not in forward and "Internal" not in forward
+    assert '<span class="tag tag-internal">Internal</span>' in note and "Anna Analyst" in note
+    file_id = by_anna.attachments[0].id
+    assert f'<a href="/attachments/{file_id}" download>cable.jpg</a> <span class="hint">2.0 KB</span>' in note
+    assert "Logged" in entries[3]
