@@ -4,7 +4,8 @@ services: permission first, then the change, the timeline, a flush."""
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from switchboard.db import db, flush, utcnow
 from switchboard.events import emit
@@ -147,8 +148,24 @@ def _new_task(request: Request, actor, spec: TaskSpec) -> Task:
 
 
 def _active_stage(request: Request) -> int | None:
-    stages = [t.stage for t in request.tasks if not t.status.finished]
+    # Reading the tasks flushes nothing: the tasks changed in this action are in the
+    # session already (the read keeps their pending state), and flushing them here would
+    # write them in statements of their own before the action's one flush.
+    with db.session.no_autoflush:
+        stages = [t.stage for t in request.tasks if not t.status.finished]
     return min(stages) if stages else None
+
+
+def _request_of(task: Task) -> Request:
+    """The task's request with its owner and requester (whom a task's mail names or is sent
+    to) in one statement, where reading it lazily took three; no flush for it either."""
+    if "request" in sa.inspect(task).unloaded:
+        with db.session.no_autoflush:
+            # Held while task.request is set from it (the session keeps objects weakly).
+            request = db.session.get(Request, task.request_id,
+                                     options=(joinedload(Request.owner), joinedload(Request.requester)))
+            set_committed_value(task, "request", request)  # as the lazy load would: no change to write
+    return task.request
 
 
 def _advance(request: Request, actor) -> list[Task]:
@@ -164,9 +181,10 @@ def _advance(request: Request, actor) -> list[Task]:
                     TaskStatus.AWAITING_DECISION if task.kind is TaskKind.APPROVAL else TaskStatus.IN_PROGRESS
                 )
                 task.started_at = utcnow()
-                record(task, EntryKind.STATUS, actor, f"Status Pending → {task.status.label}")
+                record(task, EntryKind.STATUS, actor, f"Status Pending → {task.status.label}", flush=False)
                 started.append(task)
     _derive_status(request, actor)
+    # One flush for the action's changes: each row UPDATEd once, the entries in one INSERT.
     flush()
     for task in started:
         emit("task_started", task=task, actor=actor)
@@ -183,13 +201,13 @@ def _derive_status(request: Request, actor) -> None:
         new = RequestStatus.IN_PROGRESS
     else:
         new = RequestStatus.OPEN
+    request.updated_at = utcnow()
     if new is not request.status:
         old = request.status
         request.status = new
         request.completed_at = utcnow() if new in (RequestStatus.COMPLETED, RequestStatus.REJECTED) else None
         record(request, EntryKind.STATUS, actor, f"Status {old.label} → {new.label}",
-               details={"from": old.value, "to": new.value})
-    request.updated_at = utcnow()
+               details={"from": old.value, "to": new.value}, flush=False)
 
 
 def complete_task(task: Task, actor, note: str = ""):
@@ -198,8 +216,8 @@ def complete_task(task: Task, actor, note: str = ""):
         raise InvalidTransition(f"{task.ref} is {task.status.label.lower()}; only a task in progress can be done.")
     task.status = TaskStatus.DONE
     task.finished_at = utcnow()
-    entry = record(task, EntryKind.STATUS, actor, "Status In progress → Done", note)
-    _advance(task.request, actor)
+    entry = record(task, EntryKind.STATUS, actor, "Status In progress → Done", note, flush=False)
+    _advance(_request_of(task), actor)  # flushes the task with the rest
     return entry
 
 
@@ -224,18 +242,24 @@ def _decide(task: Task, actor, outcome: TaskStatus, reason: str, via: str):
     task.decided_at = task.finished_at = now
     task.decision_reason = (reason or "").strip()
     verb = "Approved" if outcome is TaskStatus.APPROVED else "Rejected"
+    request = _request_of(task)
     entry = record(task, EntryKind.DECISION, actor, f"{verb} by {actor.display_name}", task.decision_reason,
-                   details={"decision": outcome.value, "via": via})
-    record(task.request, EntryKind.DECISION, actor, f"{task.ref} {verb.lower()} by {actor.display_name}",
-           task.decision_reason)
+                   details={"decision": outcome.value, "via": via}, flush=False)
+    record(request, EntryKind.DECISION, actor, f"{task.ref} {verb.lower()} by {actor.display_name}",
+           task.decision_reason, flush=False)
     if outcome is TaskStatus.REJECTED:
-        for other in task.request.tasks:
+        with db.session.no_autoflush:  # the decided task's change waits for the flush below
+            others = list(request.tasks)
+        for other in others:
             if other.status is TaskStatus.PENDING or other.status.active:
                 other.status = TaskStatus.CANCELLED
                 other.finished_at = now
-                record(other, EntryKind.STATUS, actor, f"Cancelled: {task.ref} was rejected")
+                record(other, EntryKind.STATUS, actor, f"Cancelled: {task.ref} was rejected", flush=False)
+    # One flush before the mail: the tasks UPDATEd once each, the entries in one INSERT, and
+    # the handlers see them written (as after any service's flush).
+    flush()
     emit("task_decided", task=task, actor=actor, entry=entry)
-    _advance(task.request, actor)
+    _advance(request, actor)
     return entry
 
 
@@ -250,8 +274,9 @@ def forward_task(task: Task, actor, *, analyst=None, group=None, note: str = "",
     task.assigned_analyst = analyst
     task.assigned_group = group
     parts = [p for p in (analyst.display_name if analyst else None, group.name if group else None) if p]
-    entry = record(task, EntryKind.FORWARD, actor, "Forwarded to " + " / ".join(parts), note)
+    entry = record(task, EntryKind.FORWARD, actor, "Forwarded to " + " / ".join(parts), note, flush=False)
     flush()
+    _request_of(task)  # the mail names the request and its requester
     emit("task_forwarded", task=task, actor=actor, entry=entry, notify=notify)
     return entry
 
