@@ -1,6 +1,7 @@
 """What the health page and `desk health` show, and what counts as unhealthy:
 a job that has not run for three of its intervals, an account whose polls
-have failed for an hour."""
+have failed for an hour, and (a problem, not an exit status) incoming mail that
+reached the desk-wide cap on the staff mail it causes in the last hour."""
 
 from datetime import datetime, timedelta
 
@@ -10,6 +11,7 @@ from switchboard.db import db, utcnow
 from switchboard.health.models import JobHeartbeat
 from switchboard.inbound.accounts import account_state
 from switchboard.inbound.models import IncomingAccount, Protocol
+from switchboard.outbox.limits import limits as reply_limits, staff_mail_held
 from switchboard.outbox.models import OutboxMessage
 
 STALE_INTERVALS = 3  # a job not started for this many of its intervals is stale
@@ -94,6 +96,12 @@ def desk_health(now: datetime | None = None) -> dict:
             "failing_since": _iso(account.failing_since),
             "alarm": alarm,
         })
+    held = staff_mail_held(now)
+    if held is not None:
+        problems.append(f"staff mail caused by incoming mail reached the desk-wide limit "
+                        f"({reply_limits()['staff_hour']} an hour) at {_iso(held)}: some incoming mail "
+                        "did not tell staff by mail (the inbound log says which); a flood of mail, or a "
+                        "limit set too low (Admin → Mail → Notifications)")
     report = {
         "ok": not problems,
         "checked_at": _iso(now),

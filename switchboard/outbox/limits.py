@@ -15,6 +15,17 @@ and at most `desk_hour` automatic replies from the whole desk. Admins change the
 notification settings page; no row means the default. A reply held back is said on the
 inbound message's outcome ("no reply: limit reached (...)"); what the mail did still happens.
 
+Staff mail an incoming mail causes (a call it logged, a note or reopen it added, told to an
+analyst, a group or every admin as the admin's rules say) is not a reply, and has limits of
+its own (permit_staff_mail): a customer's mail tells staff at most as often as the
+per-address limits allow (counted per mail in, on the sender), and the whole desk sends at
+most `staff_hour` such mails an hour, whoever the senders are (counted per mail out: the harm
+is the mail staff receive and the sending quota it spends, and one mail in to a group of 50
+is 50 of those). A mail in tells all its staff recipients or none of them, so the cap is
+never passed and a group is never half told. Past it the record is still made; the inbound
+log says "staff not told by mail: desk-wide limit reached (...)"; the first refusal of an
+hour leaves a mark the admin's health page shows (staff_mail_held).
+
 Counting reads the auto_reply table (an index range scan) once per address and kind per
 transaction and counts in memory after that, so a batch acted on together (batched writes,
 where queries do not see the batch's unflushed rows) counts its own replies too. Two acting
@@ -39,10 +50,17 @@ REJECTION = "rejection"
 SUMMARY = "summary"
 # Not a reply: a customer's mail that told staff of what it did (a note, a reopen). It goes to
 # every member of the call's group, so one mail becomes many; counted on the sender's address
-# with the same per-address limits, outside the desk-wide cap on replies (see permit_notice).
+# with the same per-address limits, outside the desk-wide cap on replies (see permit_staff_mail).
 STAFF_NOTICE = "staff_notice"
 KINDS = {ACKNOWLEDGEMENT: ("acknowledgement", "acknowledgements"), REJECTION: ("rejection", "rejections"),
          SUMMARY: ("summary", "summaries"), STAFF_NOTICE: ("mail that told staff", "mails that told staff")}
+# What the desk-wide cap on automatic replies counts.
+REPLY_KINDS = (ACKNOWLEDGEMENT, REJECTION, SUMMARY)
+# Desk-wide only, never per address (so not in KINDS): one row per staff mail an incoming mail
+# caused (address: the staff member's), and at most one an hour saying the cap held some back
+# (address: the sender's, "" when none), for the health page.
+STAFF_MAIL = "staff_mail"
+STAFF_HELD = "staff_held"
 
 
 @dataclass(frozen=True)
@@ -57,11 +75,16 @@ class Limit:
 # busiest hour (one acknowledgement per call logged by mail, a few rejections), yet a flood of
 # forged senders costs at most 200 mails an hour, 4,800 a day: under the daily sending quotas
 # of Microsoft 365 (10,000 recipients) and far from what gets a server's address blocklisted.
+# 500 staff mails an hour caused by incoming mail: a busy desk's busiest hour (say 100 mails
+# in, most told to one analyst, a third to a group of 8) is about 300; a flood of forged
+# senders costs each member of a 20-analyst group at most 25 mails an hour. A flood that lasts
+# a day would spend 12,000 of a hosted quota: the health page says when the cap holds.
 LIMITS = {
     limit.name: limit for limit in (
         Limit("per_address_hour", 3, "Automatic replies of each kind to one address, per hour", 1000),
         Limit("per_address_day", 10, "Automatic replies of each kind to one address, per day", 10000),
         Limit("desk_hour", 200, "Automatic replies from the whole desk, per hour", 100000),
+        Limit("staff_hour", 500, "Staff mail caused by incoming mail, from the whole desk, per hour", 100000),
     )
 }
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -236,25 +259,50 @@ def permit(kind: str, answering: Answering, to: str | None = None) -> str | None
     return None
 
 
-def permit_notice(answering: Answering, sender: str) -> str | None:
-    """None when the mail being acted on, from `sender` (a customer), may tell staff of what
-    it did (counted then: queue the mail), else why not, also kept in answering.notes. A
-    customer may write as often as they like, and every mail is on the call's timeline; what
-    is limited is the group-wide mail each one causes (a group of 50 would otherwise get 50
-    mails per forged or looping customer mail)."""
-    sender = sender.strip().lower()
+def permit_staff_mail(answering: Answering, addresses: list[str], sender: str | None = None) -> str | None:
+    """None when the mail being acted on may cause the staff mail to `addresses` (one mail
+    each; counted then: queue them), else why not, also kept in answering.notes. `sender`,
+    when given, is the customer whose mail it is: their mail tells staff at most as often as
+    the per-address limits allow (a customer may write as often as they like, and every mail
+    is on the call's timeline; what is limited is the mail to staff each one causes). Then the
+    desk-wide cap: all of `addresses` must fit under `staff_hour`, or none is mailed."""
+    if not addresses:
+        return None
     values = limits()
-    hour, day = _address_counts(STAFF_NOTICE, sender)
     refusal = None
-    if hour >= values["per_address_hour"]:
-        refusal = f"staff not told by mail: limit reached ({_many(hour, STAFF_NOTICE)} from {sender} in the last hour)"
-    elif day >= values["per_address_day"]:
-        refusal = f"staff not told by mail: limit reached ({_many(day, STAFF_NOTICE)} from {sender} in the last day)"
+    if sender is not None:
+        sender = sender.strip().lower()
+        hour, day = _address_counts(STAFF_NOTICE, sender)
+        if hour >= values["per_address_hour"]:
+            refusal = (f"staff not told by mail: limit reached ({_many(hour, STAFF_NOTICE)} from {sender} "
+                       "in the last hour)")
+        elif day >= values["per_address_day"]:
+            refusal = (f"staff not told by mail: limit reached ({_many(day, STAFF_NOTICE)} from {sender} "
+                       "in the last day)")
+    if refusal is None:
+        cap = values["staff_hour"]
+        sent = _staff_count(cap)
+        if sent + len(addresses) > cap:
+            refusal = (f"staff not told by mail: desk-wide limit reached ({sent} of {cap} staff mails caused by "
+                       f"incoming mail in the last hour; this one would send {len(addresses)})")
+            _mark_held(answering)
     if refusal is not None:
         answering.notes.append(refusal)
         return refusal
-    _add_row(STAFF_NOTICE, sender, answering.inbound_id)
+    if sender is not None:
+        _add_row(STAFF_NOTICE, sender, answering.inbound_id)
+    for address in addresses:
+        _add(STAFF_MAIL, address.strip().lower()[:320], answering.inbound_id)
+    transaction_cache()["staff_mail_desk"] = sent + len(addresses)
     return None
+
+
+def staff_mail_held(now=None):
+    """When the desk-wide cap on staff mail last left its mark (the first mail it held back in
+    an hour), if that was in the last hour; None when it held nothing back."""
+    since = (now or utcnow()) - HOUR
+    return db.session.scalar(sa.select(sa.func.max(AutoReply.created_at))
+                             .where(AutoReply.kind == STAFF_HELD, AutoReply.created_at >= since))
 
 
 def _refusal(kind: str, answering: Answering) -> str | None:
@@ -311,7 +359,7 @@ def _address_counts(kind: str, address: str) -> list[int]:
             counts[(name, each)] = [int(hour or 0), int(day)]
         # Rows of this transaction not written yet (a query does not see them in batched writes).
         for row in _pending_rows():
-            if row.address in wanted:
+            if row.address in wanted and row.kind in KINDS:
                 counts[(row.kind, row.address)][0] += 1
                 counts[(row.kind, row.address)][1] += 1
         loaded |= wanted
@@ -323,12 +371,42 @@ def _desk_count(cap: int) -> int:
     if "auto_reply_desk" not in cache:
         since = utcnow() - HOUR
         # Counting stops at the cap: the answer is "cap reached" either way.
-        inner = (sa.select(AutoReply.id).where(AutoReply.created_at >= since, AutoReply.kind != STAFF_NOTICE)
+        inner = (sa.select(AutoReply.id).where(AutoReply.created_at >= since, AutoReply.kind.in_(REPLY_KINDS))
                  .limit(max(cap, 0)).subquery())
         with db.session.no_autoflush:
             found = db.session.scalar(sa.select(sa.func.count()).select_from(inner))
-        cache["auto_reply_desk"] = int(found) + sum(1 for row in _pending_rows() if row.kind != STAFF_NOTICE)
+        cache["auto_reply_desk"] = int(found) + sum(1 for row in _pending_rows() if row.kind in REPLY_KINDS)
     return cache["auto_reply_desk"]
+
+
+def _staff_count(cap: int) -> int:
+    """Staff mails caused by incoming mail in the last hour (up to the cap), read once per
+    transaction; permit_staff_mail adds its own to the kept count."""
+    cache = transaction_cache()
+    if "staff_mail_desk" not in cache:
+        since = utcnow() - HOUR
+        inner = (sa.select(AutoReply.id).where(AutoReply.created_at >= since, AutoReply.kind == STAFF_MAIL)
+                 .limit(max(cap, 0)).subquery())
+        with db.session.no_autoflush:
+            found = db.session.scalar(sa.select(sa.func.count()).select_from(inner))
+        cache["staff_mail_desk"] = int(found) + sum(1 for row in _pending_rows() if row.kind == STAFF_MAIL)
+    return cache["staff_mail_desk"]
+
+
+def _mark_held(answering: Answering) -> None:
+    """The health page's mark: at most one an hour (a flood refuses thousands of mails; one
+    row says it as well), asked once per transaction."""
+    cache = transaction_cache()
+    if cache.get("staff_held_marked"):
+        return
+    cache["staff_held_marked"] = True
+    if any(row.kind == STAFF_HELD for row in _pending_rows()):
+        return
+    with db.session.no_autoflush:
+        held = db.session.scalar(sa.select(AutoReply.id).where(
+            AutoReply.kind == STAFF_HELD, AutoReply.created_at >= utcnow() - HOUR).limit(1))
+    if held is None:
+        _add(STAFF_HELD, answering.address or "", answering.inbound_id)
 
 
 def _pending_rows() -> list[AutoReply]:
@@ -345,13 +423,17 @@ def _count(kind: str, answering: Answering) -> None:
 
 def _add_row(kind: str, address: str, inbound_id: int | None) -> None:
     counts = _address_counts(kind, address)
+    _add(kind, address, inbound_id)
+    counts[0] += 1
+    counts[1] += 1
+
+
+def _add(kind: str, address: str, inbound_id: int | None) -> None:
     cache = transaction_cache()
     if not cache.get("auto_reply_pruned"):
         cache["auto_reply_pruned"] = True
         _prune()
     db.session.add(AutoReply(address=address, kind=kind, created_at=utcnow(), inbound_id=inbound_id))
-    counts[0] += 1
-    counts[1] += 1
 
 
 def _prune() -> None:

@@ -23,18 +23,21 @@ from switchboard.requests.models import Request, Task, TaskKind
 
 
 def queue_notification(message_type, people: Iterable, *, record, variables: dict,
-                       actor=None, mail_actor: bool = False, keep=None, answers=None) -> list:
+                       actor=None, mail_actor: bool = False, keep=None, limit=None, answers=None) -> list:
     """Queue one mail of `message_type` per person, about `record` (a Call, Task or
     Request), rendered at send time from `variables` (views or plain data). Leaves out
     the actor (unless `mail_actor`), inactive people, duplicates, people who opted
-    out of mail that is not essential, and anyone `keep(person)` says no to (asked last,
-    so a reply limit counts only mail that would go). `answers`: (person, inbound
-    message): that person's mail is a reply to the incoming mail and threads under it.
-    Returns the rows queued. The SLM sweep can use this for escalations too."""
+    out of mail that is not essential, anyone `keep(person)` says no to, and then whoever
+    `limit(people)` leaves out of the list it is given (both asked last, so a limit counts
+    only mail that would go). `answers`: (person, inbound message): that person's mail is
+    a reply to the incoming mail and threads under it. Returns the rows queued. The SLM
+    sweep can use this for escalations too."""
     info = catalogue.get(message_type)
     chosen = _mailable(info, people, actor, mail_actor)
     if keep is not None:
         chosen = [p for p in chosen if keep(p)]
+    if limit is not None and chosen:
+        chosen = limit(chosen)
     if not chosen:
         return []
     context = snapshot(variables)
@@ -102,10 +105,11 @@ def people_for(recipients: Iterable[Recipient], record) -> list:
 
 
 def _notify(message_type, record, actor, extra: dict | None = None, *, notify: bool | None = None,
-            mail_actor: bool = False, keep=None, answers=None) -> list:
+            mail_actor: bool = False, keep=None, answers=None, reply_to=None) -> list:
     """The common path: the admin's on/off and recipients for the type, then queue.
     `notify` True/False is an analyst's explicit choice (the forward form); None means
-    the settings decide."""
+    the settings decide. `reply_to`: the person whose copy is an automatic reply to the
+    incoming mail (limited by `keep`), not staff mail even when they are staff."""
     if notify is False:
         return []
     if notify is None and not settings.mail_wanted(message_type):
@@ -116,31 +120,32 @@ def _notify(message_type, record, actor, extra: dict | None = None, *, notify: b
     else:
         variables = {"task": task_view(record), "request": request_view(record.request)}
     variables.update(extra or {})
-    if keep is None:
-        keep = _staff_notice_limit(record, actor)
     return queue_notification(message_type, people_for(rule.recipients, record), record=record,
                               variables=variables, actor=actor, mail_actor=mail_actor, keep=keep,
-                              answers=answers)
+                              limit=_staff_mail_limit(record, actor, reply_to), answers=answers)
 
 
-def _staff_notice_limit(record, actor):
-    """When a customer's mail made this change to a call (a note, a reopen: each mails the
-    call's group), the reply limits decide whether it tells staff: once per mail, asked only
-    when someone would be told. None otherwise: the portal, the scheduler, staff (they need
-    proof and may work by mail), and tasks (only their named approver decides them)."""
-    if not isinstance(record, Call) or actor is None or actor.is_staff or not actor.email:
-        return None
+def _staff_mail_limit(record, actor, reply_to=None):
+    """When an incoming mail caused this notification (the mail being acted on; in batched
+    writes, where handlers run after the batch, the mail that named the record), the limits
+    on staff mail decide whether it tells the staff it would mail (all of them or none, once
+    per notification; limits.permit_staff_mail): the desk-wide hourly cap, whoever sent it,
+    and for a customer's mail on a call also their per-address limit. Staff whose mail a
+    person's action in the portal or the scheduler causes are mailed as before (None)."""
     answering = limits.answering_now() or limits.answering_for(record)
     if answering is None:
         return None
-    decided = []
+    # Staff writing by mail need proof and may work by mail all day: only the desk-wide cap.
+    sender = (actor.email if isinstance(record, Call) and actor is not None and not actor.is_staff
+              and actor.email else None)
 
-    def keep(person):
-        if not decided:
-            decided.append(limits.permit_notice(answering, actor.email) is None)
-        return decided[0]
+    def limit(people):
+        staff = [p for p in people if p.is_staff and p is not reply_to]
+        if not staff or limits.permit_staff_mail(answering, [p.email for p in staff], sender) is None:
+            return people
+        return [p for p in people if not any(p is s for s in staff)]
 
-    return keep
+    return limit
 
 
 def _text(entry) -> str:
@@ -152,18 +157,19 @@ def _text(entry) -> str:
 def on_call_logged(call, actor, **_):
     mark_new_record(call)  # logged just now: no earlier mail to thread under
     answering = limits.answering_for(call)
-    keep = answers = None
+    keep = answers = reply_to = None
     if answering is not None:
+        reply_to = call.customer
         # Logged by mail: the customer's copy is an automatic reply to that mail, so the
-        # reply limits decide (anyone else the rule names is told as usual), and it
-        # threads under that mail in the customer's client.
+        # reply limits decide (staff the rule names are told within the limits on staff
+        # mail), and it threads under that mail in the customer's client.
         def keep(person):
             return person is not call.customer or limits.permit(
                 limits.ACKNOWLEDGEMENT, answering, to=person.email) is None
 
         if answering.inbound_id is not None:
             answers = (call.customer, db.session.get(InboundMessage, answering.inbound_id))
-    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True, keep=keep, answers=answers)
+    _notify(MessageType.CALL_LOGGED, call, actor, mail_actor=True, keep=keep, answers=answers, reply_to=reply_to)
 
 
 def on_call_updated(call, actor, entry=None, via="portal", **_):

@@ -219,11 +219,14 @@ def test_admins_set_the_limits_on_the_notifications_page(app, people, desk_accou
     page = portal.get("/admin/mail/notifications").get_data(as_text=True)
     assert "Limits on automatic replies" in page
     assert 'name="limits-per_address_hour"' in page and 'value="3"' in page and 'value="200"' in page
+    assert 'name="limits-staff_hour"' in page and 'value="500"' in page
 
     bad = [({"per_address_hour": "three"}, "limits-per_address_hour", "Not a valid integer value."),
            ({"per_address_hour": ""}, "limits-per_address_hour", "Give a whole number (0: none at all)."),
            ({"desk_hour": "-1"}, "limits-desk_hour",
             "Automatic replies from the whole desk, per hour: give a whole number from 0 to 100000."),
+           ({"staff_hour": "100001"}, "limits-staff_hour",
+            "Staff mail caused by incoming mail, from the whole desk, per hour: give a whole number from 0 to 100000."),
            ({"per_address_hour": "5", "per_address_day": "4"}, "limits-per_address_day",
             "The limit per day cannot be lower than the limit per hour.")]
     for values, field, message in bad:
@@ -231,18 +234,20 @@ def test_admins_set_the_limits_on_the_notifications_page(app, people, desk_accou
         assert response.status_code == 422, values
         assert field_error(response.get_data(as_text=True), field) == message
         db.session.rollback()
-        assert limits.limits() == {"per_address_hour": 3, "per_address_day": 10, "desk_hour": 200}
+        assert limits.limits() == {"per_address_hour": 3, "per_address_day": 10, "desk_hour": 200,
+                                   "staff_hour": 500}
 
     # Without the CSRF token nothing changes either.
     response = portal.client.post("/admin/mail/notifications/limits", data=_limits_form(per_address_hour="1"))
     assert response.status_code == 400
 
     response = portal.post("/admin/mail/notifications/limits",
-                           _limits_form(per_address_hour="1", per_address_day="2", desk_hour="50"))
+                           _limits_form(per_address_hour="1", per_address_day="2", desk_hour="50",
+                                        staff_hour="60"))
     assert response.status_code == 303
     assert "Reply limits saved." in portal.get("/admin/mail/notifications").get_data(as_text=True)
     db.session.rollback()
-    assert limits.limits() == {"per_address_hour": 1, "per_address_day": 2, "desk_hour": 50}
+    assert limits.limits() == {"per_address_hour": 1, "per_address_day": 2, "desk_hour": 50, "staff_hour": 60}
 
     # It takes effect: one acknowledgement an hour now.
     rows = acted_on([raw_mail(VICTIM, "Log call: one", 1), raw_mail(VICTIM, "Log call: two", 2)])
@@ -306,3 +311,101 @@ def test_a_customers_mail_tells_the_group_at_most_the_hourly_limit(app, desk_acc
     assert sum("Still broken, day" in (n.body or "") for n in notes) == 5
     # Not a reply: the desk-wide cap on automatic replies does not count them.
     assert limits._desk_count(limits.limits()["desk_hour"]) == 0
+
+
+# -- the desk-wide cap on staff mail --------------------------------------------------------------
+
+def _big_group_told_of_calls_logged(admin, size: int = 20):
+    """A `size`-analyst group that gets every call logged at help@ ("Call logged" set to mail
+    the customer and the group, as an admin may)."""
+    from switchboard.outbox import settings
+    from switchboard.people.services import create_group, create_person
+
+    members = [create_person(f"analyst{i}@desk.test", f"Analyst {i}", analyst=True, customer=False)
+               for i in range(size)]
+    group = create_group("Big", members=members)
+    account = db.session.scalar(sa.select(IncomingAccount).where(IncomingAccount.name == "help"))
+    account.default_group_id = group.id
+    settings.set_notification(catalogue.CALL_LOGGED, admin, recipients=["customer", "group_members"])
+    db.session.commit()
+    return group, {m.email for m in members}
+
+
+def _staff_told(addresses: set[str]) -> list[OutboxMessage]:
+    db.session.expire_all()
+    rows = db.session.scalars(sa.select(OutboxMessage).where(OutboxMessage.message_type == catalogue.CALL_LOGGED)
+                              .order_by(OutboxMessage.id)).all()
+    return [r for r in rows if set(r.to or []) & addresses]
+
+
+def test_the_desk_wide_cap_on_staff_mail_holds_for_fifty_forged_senders(app, people, desk_accounts, receiver,
+                                                                       desk_server, login):
+    # Each mail from a new (forged) sender logs a call that mails all 20 analysts: the
+    # per-sender limit never trips, so only a desk-wide cap keeps 50 mails in from being
+    # 1,000 mails out. Counted per mail out: 110 an hour lets 5 calls' worth (100) through;
+    # a sixth would pass the cap, so its group is told nothing (never half a group).
+    group, analysts = _big_group_told_of_calls_logged(people["admin"])
+    limits.set_limits(people["admin"], staff_hour=110)
+    db.session.commit()
+    rows = over_lmtp(receiver, [raw_mail(f"forged{n}@spam{n}.example", f"Log call: you won {n}", n)
+                                for n in range(50)])
+
+    assert [r.status for r in rows] == [InboundStatus.PROCESSED] * 50
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Call)) == 50  # nothing sent is lost
+    told = _staff_told(analysts)
+    assert len(told) == 100
+    told_of = sorted(r.call_id for r in told)
+    assert len(set(told_of)) == 5 and all(told_of.count(c) == 20 for c in set(told_of))
+    held = [r for r in rows if "staff not told by mail: desk-wide limit reached" in r.outcome]
+    assert len(held) == 45
+    assert all(r.outcome.startswith("Logged CALL-") for r in held)
+    assert "(100 of 110 staff mails caused by incoming mail in the last hour; this one would send 20)" \
+        in held[-1].outcome, held[-1].outcome
+    # The senders' own acknowledgements are replies, under their own limits: all 50 go.
+    assert sum(1 for r in rows if "(no reply" in r.outcome) == 0  # all 50 acknowledgements queued
+    assert len(_staff_told({f"forged{n}@spam{n}.example" for n in range(50)})) == 50
+    # What really leaves the desk: a real SMTP server gets 100 staff mails and 50 acknowledgements.
+    send_all_due()
+    staff_received = [m for m in desk_server.messages if set(m.rcpt_tos) & analysts]
+    assert len(staff_received) == 100
+    assert sum(1 for m in desk_server.messages if any(t.endswith(".example") for t in m.rcpt_tos)) == 50
+
+    # The admins see it on the health page (one mark an hour, however many mails were held).
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(AutoReply)
+                             .where(AutoReply.kind == limits.STAFF_HELD)) == 1
+    page = login("admin").get("/admin/health").get_data(as_text=True)
+    assert "staff mail caused by incoming mail reached the desk-wide limit (110 an hour)" in page
+
+    # An analyst's call logged in the portal is theirs, not the mail's: the group is mailed.
+    portal = login("anna")
+    response = portal.post("/calls/new", {"customer_email": "carol@example.org", "summary": "Printer on fire",
+                                          "priority": "3", "group": str(group.id)})
+    assert response.status_code in (302, 303), response.get_data(as_text=True)
+    assert len(_staff_told(analysts)) == 120
+    send_all_due()
+    assert len([m for m in desk_server.messages if set(m.rcpt_tos) & analysts]) == 120
+
+
+def test_the_staff_mail_cap_lets_go_after_an_hour_and_leaves_the_per_sender_limit_in_force(
+        app, people, desk_accounts):
+    _, analysts = _big_group_told_of_calls_logged(people["admin"], size=5)
+    limits.set_limits(people["admin"], staff_hour=10)
+    db.session.commit()
+    start = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+    with time_machine.travel(start, tick=False):
+        rows = acted_on([raw_mail(f"forged{n}@spam.example", f"Log call: spam {n}", n) for n in range(3)])
+        assert len(_staff_told(analysts)) == 10  # two calls' worth in one batch; the third held
+        assert "staff not told by mail: desk-wide limit reached (10 of 10" in rows[2].outcome
+    with time_machine.travel(start + timedelta(minutes=61), tick=False):
+        # The hour has passed: staff are told again. With the cap far away, one customer's own
+        # mail still tells them at most 3 times an hour (the per-sender limit).
+        limits.set_limits(people["admin"], staff_hour=100)
+        db.session.commit()
+        rows = [acted_on([raw_mail(people["carol"].email, f"Log call: mine {n}", 10 + n)])[0] for n in range(4)]
+        assert len(_staff_told(analysts)) == 10 + 3 * 5
+        assert all("staff not told" not in r.outcome for r in rows[:3])
+        assert ("staff not told by mail: limit reached (3 mails that told staff from carol@example.org "
+                "in the last hour)") in rows[3].outcome
+    # The health page's mark is an hour old by now: nothing to show.
+    with time_machine.travel(start + timedelta(minutes=62), tick=False):
+        assert limits.staff_mail_held() is None
