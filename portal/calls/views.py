@@ -284,6 +284,14 @@ def _form_page_url(call, action: str) -> str:
     return url_for("calls.detail", call_id=call.id, form=action, _anchor=f"action-{action}")
 
 
+def _action_urls(call, names) -> dict[str, tuple[str, str]]:
+    """Each action's form route and the call's page with that form open (_form_page_url),
+    written from the call's URL: one url_for for the page instead of two per action (they
+    were a tenth of its template time). Action names are plain words: nothing to quote."""
+    page = url_for("calls.detail", call_id=call.id)
+    return {name: (f"{page}/{name}/form", f"{page}?form={name}#action-{name}") for name in names}
+
+
 def _fresh_form(name: str, call):
     form = _for_call(ACTIONS[name].form(prefix=name, formdata=None), call, fresh=True)
     # Forwarding names the new owner in full, so start from the current one.
@@ -323,7 +331,7 @@ def _render_call(call, *, posted=None, notice=None, status=200, before=None, ask
         older_links=lambda position: _older_links(call, position),
         from_older=before is not None,
         forms=forms,
-        form_page_url=lambda name: _form_page_url(call, name),
+        action_urls=_action_urls(call, available),
         actions=ACTIONS,
         available=available,
         notice=notice,
