@@ -1,4 +1,5 @@
-"""Writing to a timeline. Every service that changes a record calls `record`."""
+"""Writing to a timeline (every service that changes a record calls `record`) and reading
+it back a page at a time as the portal shows it (`timeline_page`)."""
 
 from dataclasses import dataclass
 from datetime import datetime
