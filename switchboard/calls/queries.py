@@ -88,8 +88,9 @@ def call_lines(page: sa.Select) -> sa.Select:
     PostgreSQL joined every candidate, hashing all 10,000 people for an analyst's 160 calls
     (4 ms of a 5 ms statement). Count `page`'s query without this: the joins are for the
     lines shown."""
-    # The outer ORDER BY is the page's own (its expressions are of the same call table):
-    # the page's rows come back in its order.
+    # The outer ORDER BY is the page's own (its expressions are of the same call table), so
+    # the rows come back in the page's order. _order_by_clauses is where SQLAlchemy keeps a
+    # statement's ORDER BY (it has no public accessor).
     return (
         sa.select(_LINE)
         .select_from(_LINE_FROM)
