@@ -43,8 +43,10 @@ def _mail_settings_copy_does_not_expire():
     # change made through the settings (and the emptying of the tables after each test); the
     # tests of the expiry move settings._clock themselves.
     from switchboard.outbox import settings
+    from switchboard.slm import plans
 
     settings._clock = lambda: 0.0
+    plans._clock = lambda: 0.0  # the SLAs' copy likewise (switchboard.slm.plans)
 
 
 def _worker() -> str:
@@ -151,8 +153,10 @@ def _empty_tables() -> None:
     # The mail settings just emptied were behind the process's copy of them (it keeps them a
     # few seconds: switchboard.outbox.settings); the next test reads them afresh.
     from switchboard.outbox.settings import forget_desk_config
+    from switchboard.slm.plans import forget_plans
 
     forget_desk_config()
+    forget_plans()  # the SLAs' copy (switchboard.slm.plans): its ids are used again
 
 
 def _has_sqlite_sequence(conn) -> bool:

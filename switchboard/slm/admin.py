@@ -16,6 +16,7 @@ from switchboard.errors import InvalidInput, NotFound
 from switchboard.permissions import require
 from switchboard.slm.calendars import BusinessCalendar, CalendarError, parse_spans, time_zone
 from switchboard.slm.models import CalendarHoliday, CalendarHours, Sla, SlaCalendar, SlaLevel, SlaTarget, Target
+from switchboard.slm.plans import written
 
 NAME_MAX = 80
 MAX_TARGET_SECONDS = 366 * 24 * 3600  # a year: past that a promise is no promise
@@ -83,6 +84,7 @@ def save_calendar(actor, name: str, zone: str, week: dict[int, str], holidays=()
     calendar.holidays = [CalendarHoliday(day=d, name=(label or "")[:80], yearly=bool(yearly))
                          for d, label, yearly in holidays]
     db.session.flush()
+    written()  # the SLAs on this calendar: in force here at commit, elsewhere within plans.PLAN_SECONDS
     return calendar
 
 
@@ -156,6 +158,7 @@ def save_sla(actor, name: str, *, calendar_id: int | None = None, targets: dict[
     sla.levels = built
     db.session.flush()
     forget_transaction_cache()  # the desk's default SLA may have changed
+    written()  # its terms: in force here at commit, elsewhere within plans.PLAN_SECONDS
     return sla
 
 

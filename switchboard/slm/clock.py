@@ -22,7 +22,8 @@ import sqlalchemy as sa
 
 from switchboard.calls.models import Call, CallStatus
 from switchboard.db import db, transaction_cache, utcnow
-from switchboard.slm.models import Sla, SlaFiring, SlaLevel, Target
+from switchboard.slm.models import Sla, SlaFiring, Target
+from switchboard.slm.plans import plan, plan_of
 
 
 def choose_sla(call: Call) -> Sla | None:
@@ -91,9 +92,9 @@ def targets_changed(call: Call, now: datetime | None = None, *, sla: Sla | None 
     now = now or utcnow()
     if sla is not False:
         running = call.sla_clock_started_at is not None
-        if call.sla is None and sla is not None:
+        if plan_of(call) is None and sla is not None:
             # No clock ran without an SLA: count from the logging on the new calendar.
-            call.sla_used_seconds = int(sla.business_calendar().between(call.logged_at, now))
+            call.sla_used_seconds = int(plan(sla.id).business_calendar().between(call.logged_at, now))
             call.sla_clock_started_at = now if running or call.status is CallStatus.OPEN else None
         else:
             _stop(call, now)
@@ -106,14 +107,16 @@ def targets_changed(call: Call, now: datetime | None = None, *, sla: Sla | None 
 def used_seconds(call: Call, now: datetime) -> float:
     """Business seconds of the clock used by `now`."""
     used = float(call.sla_used_seconds or 0)
-    if call.sla is not None and call.sla_clock_started_at is not None:
-        used += call.sla.business_calendar().between(call.sla_clock_started_at, now)
+    sla = plan_of(call) if call.sla_clock_started_at is not None else None
+    if sla is not None:
+        used += sla.business_calendar().between(call.sla_clock_started_at, now)
     return used
 
 
 def refresh(call: Call, now: datetime, fired=None) -> None:
     """Due times and next_due_at from the clock's state."""
-    sla = call.sla
+    # The SLA's terms as this process keeps them (switchboard.slm.plans): no statement.
+    sla = plan_of(call)
     # The priority object: a call logged inside batched writes has no priority_id until flushed.
     priority_id = call.priority.id if call.priority is not None else call.priority_id
     target = sla.target_for(priority_id) if sla is not None else None
@@ -152,7 +155,8 @@ def next_level_at(call, sla, target, used, start, now, fired, calendar):
     return earliest
 
 
-def active_levels(sla: Sla, target, *, responded: bool) -> list[SlaLevel]:
+def active_levels(sla, target, *, responded: bool) -> list:
+    """`sla`: an Sla or its SlaPlan (switchboard.slm.plans): both list their levels."""
     return [level for level in sla.levels
             if target.seconds(level.target) is not None
             and not (level.target is Target.RESPONSE and responded)]
