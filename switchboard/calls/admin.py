@@ -4,7 +4,7 @@ numbers 1..4 stay, so SLAs and old calls keep their meaning)."""
 import sqlalchemy as sa
 
 from switchboard.calls.models import Priority
-from switchboard.db import db
+from switchboard.db import db, transaction_cache
 from switchboard.errors import InvalidInput, NotFound
 from switchboard.permissions import require
 
@@ -12,7 +12,12 @@ NAME_MAX = 60
 
 
 def priorities() -> list[Priority]:
-    return db.session.scalars(sa.select(Priority).order_by(Priority.id)).all()
+    """Every priority, read once per transaction: the priority form lists them, then the
+    action takes the chosen one from the same list (calls.services.get_priority)."""
+    cache = transaction_cache()
+    if "priorities" not in cache:
+        cache["priorities"] = db.session.scalars(sa.select(Priority).order_by(Priority.id)).all()
+    return list(cache["priorities"])
 
 
 def rename_priority(actor, priority_id: int, name: str) -> Priority:

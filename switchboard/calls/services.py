@@ -3,7 +3,7 @@
 flushes; the caller (a web request, an inbound message, a job) commits."""
 
 from switchboard.calls.models import DEFAULT_PRIORITY_ID, Call, CallStatus, Priority
-from switchboard.db import db, flush, utcnow
+from switchboard.db import db, flush, transaction_cache, utcnow
 from switchboard.desk.routing import default_group
 from switchboard.events import emit
 from switchboard.errors import InvalidInput, InvalidTransition, NotFound
@@ -25,7 +25,11 @@ def get_call(call_id: int, actor=None) -> Call:
 
 
 def get_priority(priority_id: int | None) -> Priority:
-    priority = db.session.get(Priority, priority_id or DEFAULT_PRIORITY_ID)
+    wanted = priority_id or DEFAULT_PRIORITY_ID
+    # The priority form listed them all in this transaction (calls.admin.priorities): no
+    # second read for the chosen one.
+    listed = transaction_cache().get("priorities") or ()
+    priority = next((p for p in listed if p.id == wanted), None) or db.session.get(Priority, wanted)
     if priority is None:
         raise InvalidInput(f"There is no priority {priority_id}.", field="priority")
     return priority

@@ -45,3 +45,29 @@ def test_each_action_writes_the_call_once(people, make_sla, office):
         assert len(updates) == 1, (name, updates)
     call = get_call(call_id)
     assert call.status.value == "closed" and call.sla.name == "Standard" and call.next_due_at is None
+
+
+def test_the_priority_chosen_from_the_form_is_read_once(people, make_sla, office):
+    """The priority form lists the priorities; the action takes the chosen one from that list
+    (it read it again by id)."""
+    from switchboard.calls.admin import priorities
+
+    make_sla(calendar_id=office.id, response=HOUR, fix=4 * HOUR)
+    call = log_call(people["anna"], "Printer jammed", customer=people["carol"])
+    db.session.commit()
+    call_id, anna_id = call.id, people["anna"].id
+    db.session.expunge_all()
+    sent = []
+
+    def count(conn, cursor, statement, *args):
+        sent.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        choices = [(p.id, p.name) for p in priorities()]  # the form's choices
+        change_priority(get_call(call_id), db.session.get(Person, anna_id), choices[1][0], "Busier")
+        db.session.commit()
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", count)
+    assert len([s for s in sent if "FROM priority" in s]) == 1
+    assert get_call(call_id).priority_id == choices[1][0]
