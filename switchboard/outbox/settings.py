@@ -5,11 +5,9 @@ and what to do with mail that failed. Functions flush; the caller commits."""
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -22,6 +20,7 @@ from switchboard.outbox.models import (
 )
 from switchboard.outbox.templates import TemplateError, check_length
 from switchboard.permissions import require
+from switchboard.process_copy import ProcessCopy
 
 # Desk-wide switches and their defaults.
 SWITCHES = {
@@ -71,7 +70,8 @@ class NotificationRule:
 # -- the process's copy, and the per-transaction cache ------------------------------------------
 # Every action on a call asks whether its mail is on, which switches are set and who opted out;
 # admins change these seldom. So each process (a portal worker, the receiver, the scheduler)
-# keeps a copy of all three, read in three statements, for CONFIG_SECONDS:
+# keeps a copy of all three, read in three statements, for CONFIG_SECONDS (a
+# switchboard.process_copy.ProcessCopy):
 # - a change made in this process is in force here as soon as its transaction commits (the
 #   writers below drop the copy at the write and again when that transaction ends);
 # - every other process sees it at most CONFIG_SECONDS after the commit (its copy expires);
@@ -83,75 +83,44 @@ class NotificationRule:
 
 CONFIG_SECONDS = 5.0
 _clock = time.monotonic  # the copy's age; a test moves it on
-_WRITTEN = "switchboard.outbox.settings.written"
+_desk_config = ProcessCopy("switchboard.outbox.settings.written")
 
 
 @dataclass(frozen=True)
 class _Copy:
-    generation: int
-    loaded_at: float
     rules: dict  # message type number -> NotificationRule, for the stored rows only
     switches: dict  # name -> stored value
     opted_out: frozenset | None  # None: too many to hold; asked per person
-
-
-# One copy per database (engine): a test process uses two, and a second app on the same
-# database stands for another process. The generation moves on at every change made here.
-_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_generations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def forget_desk_config() -> None:
     """Drops this process's copy for the current database: the next read loads it again.
     For the writers here, and for anything that changes these tables behind them (a test
     emptying its database)."""
-    engine = db.engine
-    _generations[engine] = _generations.get(engine, 0) + 1
+    _desk_config.forget()
 
 
 def _written() -> None:
     """A writer changed these tables: from here to the end of its transaction, it reads them
     from the database; the copy is dropped now and once more when the transaction ends."""
     forget_transaction_cache()
-    db.session().info[_WRITTEN] = db.engine
-    forget_desk_config()
-
-
-def _written_transaction_ended(session, transaction) -> None:
-    engine = session.info.pop(_WRITTEN, None) if transaction.parent is None else None
-    if engine is not None:
-        _generations[engine] = _generations.get(engine, 0) + 1
-
-
-sa.event.listen(Session, "after_transaction_end", _written_transaction_ended)
+    _desk_config.written()
 
 
 def _copy() -> _Copy | None:
     """This process's copy, loaded again when older than CONFIG_SECONDS or after a change
     made here; None inside a transaction that changed these tables."""
-    session = db.session()
-    if session.info.get(_WRITTEN):
-        return None
-    engine = db.engine
-    generation = _generations.get(engine, 0)
-    now = _clock()
-    copy = _copies.get(engine)
-    if copy is None or copy.generation != generation or now - copy.loaded_at >= CONFIG_SECONDS:
-        # The generation and time are taken before reading: a change made meanwhile leaves
-        # the copy stale, and the next read loads it again.
-        copy = _copies[engine] = _load_copy(generation, now)
-    return copy
+    return _desk_config.get(_load_copy, _clock, CONFIG_SECONDS)
 
 
-def _load_copy(generation: int, now: float) -> _Copy:
+def _load_copy() -> _Copy:
     # Pending rows of other tables cannot change these answers: no flush for them.
     with db.session.no_autoflush:
         rules = _stored_rules()
         switches = dict(db.session.execute(sa.select(MailSwitch.name, MailSwitch.enabled)).all())
         opted_out = frozenset(db.session.scalars(
             sa.select(MailOptOut.person_id).limit(OPT_OUTS_READ_WHOLE + 1)))
-    return _Copy(generation, now, rules, switches,
-                 opted_out if len(opted_out) <= OPT_OUTS_READ_WHOLE else None)
+    return _Copy(rules, switches, opted_out if len(opted_out) <= OPT_OUTS_READ_WHOLE else None)
 
 
 def notification_rule(message_type) -> NotificationRule:

@@ -4,7 +4,8 @@ action on a call under an SLA reads none of them (it read the SLA, its targets, 
 calendar, hours and holidays: six statements an action). The clock (switchboard.slm.clock)
 asks here; the admin pages and the sweep read the database.
 
-The same rules as the mail settings' copy (switchboard.outbox.settings):
+The same rules as the mail settings' copy (switchboard.outbox.settings; both are a
+switchboard.process_copy.ProcessCopy):
 - a change made in this process (slm.admin: save_sla, save_calendar) is in force here as soon
   as its transaction commits: the writer drops the copy at the write and again when that
   transaction ends;
@@ -16,19 +17,19 @@ The same rules as the mail settings' copy (switchboard.outbox.settings):
 from __future__ import annotations
 
 import time
-import weakref
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
 
 from switchboard.db import db
+from switchboard.process_copy import ProcessCopy
 from switchboard.slm.calendars import TWENTY_FOUR_SEVEN, BusinessCalendar
 from switchboard.slm.models import CalendarHoliday, CalendarHours, Sla, SlaCalendar, SlaLevel, SlaTarget, Target
 
 PLAN_SECONDS = 5.0
 _clock = time.monotonic  # the copy's age; a test moves it on
-_WRITTEN = "switchboard.slm.plans.written"
+# The copy: sla id -> SlaPlan (None: no such SLA), filled as calls ask.
+_plans = ProcessCopy("switchboard.slm.plans.written")
 
 
 @dataclass(frozen=True)
@@ -74,36 +75,15 @@ class SlaPlan:
         return self.calendar
 
 
-@dataclass
-class _Copy:
-    generation: int
-    loaded_at: float
-    plans: dict  # sla id -> SlaPlan (None: no such SLA), filled as calls ask
-
-
-# One copy per database (engine): a test process uses two, and a second app on the same
-# database stands for another process. The generation moves on at every change made here.
-_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_generations: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def plan(sla_id: int) -> SlaPlan | None:
     """The SLA's plan: from this process's copy, or from the database inside a transaction
     that changed an SLA or a calendar."""
-    session = db.session()
-    if session.info.get(_WRITTEN):
+    copy = _plans.get(dict, _clock, PLAN_SECONDS)
+    if copy is None:
         return _load(sla_id)
-    engine = db.engine
-    generation = _generations.get(engine, 0)
-    now = _clock()
-    copy = _copies.get(engine)
-    if copy is None or copy.generation != generation or now - copy.loaded_at >= PLAN_SECONDS:
-        # Taken before reading: a change committed meanwhile is within the bound anyway, and
-        # one made here moves the generation, so the next read starts a new copy.
-        copy = _copies[engine] = _Copy(generation, now, {})
-    if sla_id not in copy.plans:
-        copy.plans[sla_id] = _load(sla_id)
-    return copy.plans[sla_id]
+    if sla_id not in copy:
+        copy[sla_id] = _load(sla_id)
+    return copy[sla_id]
 
 
 def plan_of(call) -> SlaPlan | None:
@@ -123,24 +103,13 @@ def forget_plans() -> None:
     """Drops this process's copy for the current database: the next read loads the plans again.
     For the writers (slm.admin), and for anything that changes the SLA tables behind them (a
     test emptying its database)."""
-    engine = db.engine
-    _generations[engine] = _generations.get(engine, 0) + 1
+    _plans.forget()
 
 
 def written() -> None:
     """A writer changed an SLA or a calendar: from here to the end of its transaction, plans are
     read from the database; the copy is dropped now and once more when the transaction ends."""
-    db.session().info[_WRITTEN] = db.engine
-    forget_plans()
-
-
-def _written_transaction_ended(session, transaction) -> None:
-    engine = session.info.pop(_WRITTEN, None) if transaction.parent is None else None
-    if engine is not None:
-        _generations[engine] = _generations.get(engine, 0) + 1
-
-
-sa.event.listen(Session, "after_transaction_end", _written_transaction_ended)
+    _plans.written()
 
 
 def _load(sla_id: int) -> SlaPlan | None:
