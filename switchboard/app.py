@@ -30,16 +30,16 @@ def init_domain(app: Flask, overrides: dict | None = None) -> None:
     if overrides:
         app.config.from_mapping(overrides)
     url = app.config["SQLALCHEMY_DATABASE_URI"]
-    # LIFO: a quiet portal keeps using the connection it used last, whose caches are warm
-    # (SQLite's page cache, psycopg's prepared statements, which come after 5 uses on one
-    # connection); the default FIFO walks every pooled connection in turn.
     if url.startswith("sqlite:"):
-        # One writer at a time on SQLite: wait for the lock instead of failing.
-        options = {"connect_args": {"timeout": 30}}
-        if sa.engine.make_url(url).database not in (None, "", ":memory:"):
-            options["pool_use_lifo"] = True  # a file's pool (an in-memory one has no choice)
-        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", options)
+        # One writer at a time on SQLite: wait for the lock instead of failing. The pool stays
+        # FIFO here: with LIFO, a trigger one test dropped was still seen by the connection the
+        # next test reused ("trigger ... already exists", 5 times in 8 runs of
+        # tests/receiver/test_lmtp.py's two storage-failure tests; never with FIFO).
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"connect_args": {"timeout": 30}})
     else:
+        # LIFO: a quiet portal keeps using the connection it used last, whose prepared
+        # statements are warm (psycopg prepares a statement after 5 uses on one connection);
+        # the default FIFO walks every pooled connection in turn.
         app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "pool_use_lifo": True})
     db.init_app(app)
     migrate.init_app(app, db, directory=_migrations_dir())
