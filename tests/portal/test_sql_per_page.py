@@ -4,11 +4,9 @@ customers and analysts, a call whose timeline has hundreds of entries with files
 Each route has a bound; a page whose count grows with its data (one query per list
 line or per timeline entry) goes over it. Both databases."""
 
-import contextlib
 import re
 
 import pytest
-import sqlalchemy as sa
 
 from switchboard.calls.models import CallStatus
 from switchboard.calls.services import log_call
@@ -16,23 +14,9 @@ from switchboard.db import batched_writes, db
 from switchboard.history.models import EntryKind
 from switchboard.history.services import NewAttachment, record
 from switchboard.people.services import create_person
+from tests.portal.statements import counted
 
 LONG_TIMELINE = 300
-
-
-@contextlib.contextmanager
-def statements():
-    """Counts the SQL statements sent to the database inside the block."""
-    sent = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
 
 
 @pytest.fixture
@@ -64,16 +48,6 @@ def busy_desk(people):
     return {"long": long_call.id, "short": short_call.id}
 
 
-def _served(portal, method: str, url: str, data=None) -> tuple[int, str]:
-    with statements() as sent:
-        if method == "GET":
-            response = portal.get(url, headers={"HX-Request": "true"} if "/timeline" in url else {})
-        else:
-            response = portal.post(url, data, htmx=True)
-    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:500])
-    return len(sent), response.get_data(as_text=True)
-
-
 # The most statements each page may take (measured: My work 4, each list 2), one above what
 # it takes today. My work: the desk's default group, every section's count (with the default
 # group's name and whether I am in it) in one statement, then the rows of each section that
@@ -94,7 +68,7 @@ def test_list_pages_stay_within_their_statement_bound(busy_desk, login):
     portal = login("anna")
     over = {}
     for name, (url, bound) in PAGE_BOUNDS.items():
-        sent, page = _served(portal, "GET", url)
+        sent, page = counted(portal, "GET", url)
         assert "Printer" in page, name  # a page of calls was shown, not an empty list
         if sent > bound:
             over[name] = f"{sent} statements (bound {bound})"
@@ -108,16 +82,16 @@ def test_a_long_timeline_costs_the_statements_of_a_short_one(busy_desk, login):
     portal = login("anna")
     # The desk's settings (switches, notification settings) are read once per process:
     # a first page warms them for both.
-    _served(portal, "GET", f"/calls/{busy_desk['short']}")
-    long_sent, long_page = _served(portal, "GET", f"/calls/{busy_desk['long']}")
-    short_sent, short_page = _served(portal, "GET", f"/calls/{busy_desk['short']}")
+    counted(portal, "GET", f"/calls/{busy_desk['short']}")
+    long_sent, long_page = counted(portal, "GET", f"/calls/{busy_desk['long']}")
+    short_sent, short_page = counted(portal, "GET", f"/calls/{busy_desk['short']}")
     assert long_sent <= CALL_PAGE_BOUND and short_sent <= CALL_PAGE_BOUND, (long_sent, short_sent)
     assert long_sent == short_sent
     # What it read is what it shows: a page of entries, files and authors included.
     assert long_page.count('class="entry entry-') == 50
     assert "log295.txt" in long_page and "Analyst" in long_page
     older = re.search(r'hx-get="([^"]+)"', long_page.split('id="timeline-h"', 1)[1]).group(1)
-    older_sent, fragment = _served(portal, "GET", older.replace("&amp;", "&"))
+    older_sent, fragment = counted(portal, "GET", older.replace("&amp;", "&"))
     assert older_sent <= OLDER_BOUND, older_sent
     assert fragment.count('class="entry entry-') == 50
 
@@ -152,7 +126,7 @@ def test_each_htmx_action_stays_within_its_statement_bound(busy_desk, login, peo
     for action, data, bound in ACTIONS:
         if action == "forward":
             data = {**data, "forward-group": str(people["network"].id)}
-        sent, fragment = _served(portal, "POST", f"/calls/{call_id}/{action}", data)
+        sent, fragment = counted(portal, "POST", f"/calls/{call_id}/{action}", data)
         assert 'class="flash flash-message"' in fragment, (action, fragment[:300])
         assert sent <= bound, f"{action}: {sent} statements (bound {bound})"
     from switchboard.calls.services import get_call

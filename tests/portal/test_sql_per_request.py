@@ -5,11 +5,9 @@ people with three or four tasks each, a request whose timeline has hundreds of e
 has a bound; a page whose count grows with its data (one query per line, per task, per
 entry) goes over it. Both databases."""
 
-import contextlib
 import re
 
 import pytest
-import sqlalchemy as sa
 
 from switchboard.db import batched_writes, db
 from switchboard.history.models import EntryKind
@@ -17,24 +15,10 @@ from switchboard.history.services import NewAttachment, record
 from switchboard.people.services import create_person
 from switchboard.requests.models import RequestStatus, TaskKind, TaskStatus
 from switchboard.requests.services import TaskSpec, create_request
+from tests.portal.statements import counted
 
 LONG_TIMELINE = 300
 LONG_TASK = 100
-
-
-@contextlib.contextmanager
-def statements():
-    """Counts the SQL statements sent to the database inside the block."""
-    sent = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
 
 
 def _tasks(people, analysts, n):
@@ -78,16 +62,6 @@ def busy_desk(people):
             "approval": long_request.tasks[0].id, "action": long_request.tasks[1].id}
 
 
-def _served(portal, method: str, url: str, data=None) -> tuple[int, str]:
-    with statements() as sent:
-        if method == "GET":
-            response = portal.get(url, headers={"HX-Request": "true"} if "/timeline" in url else {})
-        else:
-            response = portal.post(url, data, htmx=True)
-    assert response.status_code == 200, (url, response.status_code, response.get_data(as_text=True)[:500])
-    return len(sent), response.get_data(as_text=True)
-
-
 # The most statements each list may take, a little above what it takes: the person, the
 # count, the page (its requester joined, its task count a subquery), whether there is a page
 # before. One query per line would be 50 more.
@@ -103,7 +77,7 @@ def test_request_lists_stay_within_their_statement_bound(busy_desk, login):
     portal = login("anna")
     over = {}
     for name, (url, bound) in LIST_BOUNDS.items():
-        sent, page = _served(portal, "GET", url)
+        sent, page = counted(portal, "GET", url)
         assert "Laptop" in page and "4 tasks" in page, name  # lines were shown, with their task count
         if sent > bound:
             over[name] = f"{sent} statements (bound {bound})"
@@ -123,9 +97,9 @@ def test_a_long_request_timeline_costs_the_statements_of_a_short_one(busy_desk, 
     files, in a fixed number of statements: 300 entries cost what 5 do, and four tasks what
     one would."""
     portal = login("anna")
-    _served(portal, "GET", f"/requests/{busy_desk['short']}")  # warms the desk's settings
-    long_sent, long_page = _served(portal, "GET", f"/requests/{busy_desk['long']}")
-    short_sent, short_page = _served(portal, "GET", f"/requests/{busy_desk['short']}")
+    counted(portal, "GET", f"/requests/{busy_desk['short']}")  # warms the desk's settings
+    long_sent, long_page = counted(portal, "GET", f"/requests/{busy_desk['long']}")
+    short_sent, short_page = counted(portal, "GET", f"/requests/{busy_desk['short']}")
     assert long_sent <= REQUEST_PAGE_BOUND and short_sent <= REQUEST_PAGE_BOUND, (long_sent, short_sent)
     assert long_sent == short_sent
     # What it read is what it shows: a page of entries, files and authors included.
@@ -134,7 +108,7 @@ def test_a_long_request_timeline_costs_the_statements_of_a_short_one(busy_desk, 
     assert "log295.txt" in timeline and "Analyst" in timeline
     assert f"Task timeline ({LONG_TASK + 2})" in long_page and "shot90.png" in long_page
     older = re.search(r'hx-get="([^"]+)"', timeline).group(1)
-    older_sent, fragment = _served(portal, "GET", older.replace("&amp;", "&"))
+    older_sent, fragment = counted(portal, "GET", older.replace("&amp;", "&"))
     assert older_sent <= OLDER_BOUND, older_sent
     assert fragment.count('class="entry entry-') == 50
 
@@ -163,11 +137,11 @@ def test_each_task_action_stays_within_its_statement_bound(busy_desk, login, peo
         data = {f"task{task_id}-{key}": value for key, value in data.items()}
         if action == "forward":
             data[f"task{task_id}-forward-analyst"] = str(people["anna"].id)
-        sent, fragment = _served(portal, "POST", f"/requests/tasks/{task_id}/{action}", data)
+        sent, fragment = counted(portal, "POST", f"/requests/tasks/{task_id}/{action}", data)
         assert 'class="flash flash-message"' in fragment, (action, fragment[:300])
         if sent > bound:
             over[action] = f"{sent} statements (bound {bound})"
-    sent, fragment = _served(portal, "POST", f"/requests/{busy_desk['long']}/note", {"request-note-note": "All go"})
+    sent, fragment = counted(portal, "POST", f"/requests/{busy_desk['long']}/note", {"request-note-note": "All go"})
     assert "Note added." in fragment
     if sent > REQUEST_NOTE_BOUND:
         over["request note"] = f"{sent} statements (bound {REQUEST_NOTE_BOUND})"
