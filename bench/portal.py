@@ -486,13 +486,19 @@ def main() -> None:
           f"gunicorn (1 worker, 16 threads) on loopback, one request at a time, {args.reps} each; "
           f"{os.cpu_count()} cores. ms, p50 / p95 (mean CPU of the portal's process per request); "
           "bytes on the wire (brotli, as a browser gets them)")
+    print_table(kinds, results)
+
+
+def print_table(kinds: list[str], results: dict) -> None:
+    """The figures as a Markdown table: a row per page or action, a column per database (p50 /
+    p95, the portal's CPU), and the size of the first database's answer."""
     print("| what | " + " | ".join(kinds) + " | bytes |")
     print("| --- | " + " | ".join("---" for _ in kinds) + " | --- |")
     first = results[kinds[0]]
     for i, (label, *_rest) in enumerate(first):
         cells = []
         for kind in kinds:
-            _label, times, _status, size, cpu = results[kind][i]
+            _label, times, _status, _size, cpu = results[kind][i]
             cells.append(f"{_p(times, 50):.1f} / {_p(times, 95):.1f} ({cpu:.1f})")
         print(f"| {label} | " + " | ".join(cells) + f" | {first[i][3]:,} |")
 

@@ -45,6 +45,7 @@ from bench.portal import (  # noqa: E402
     _p,
     _server_cpu_ms,
     fill,
+    print_table,
     serve,
 )
 
@@ -270,15 +271,7 @@ def main() -> None:
     print(f"\n{args.requests:,} requests (3-5 tasks each) beside {args.calls:,} calls and {args.entries:,} "
           f"timeline rows; gunicorn (1 worker, 16 threads) on loopback, one request at a time, {args.reps} each; "
           f"{os.cpu_count()} cores. ms, p50 / p95 (mean CPU of the portal's process per request); size of the answer")
-    print("| what | " + " | ".join(kinds) + " | bytes |")
-    print("| --- | " + " | ".join("---" for _ in kinds) + " | --- |")
-    first = results[kinds[0]]
-    for i, (label, *_rest) in enumerate(first):
-        cells = []
-        for kind in kinds:
-            _label, times, _status, _size, cpu = results[kind][i]
-            cells.append(f"{_p(times, 50):.1f} / {_p(times, 95):.1f} ({cpu:.1f})")
-        print(f"| {label} | " + " | ".join(cells) + f" | {first[i][3]:,} |")
+    print_table(kinds, results)
 
 
 if __name__ == "__main__":
