@@ -101,9 +101,20 @@ def _instance_secret(instance_path: str) -> str:
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key)
+    # Written whole under a name of its own, then linked into place: of processes starting at
+    # the same moment on a fresh instance (make run's three, test workers), one key wins and
+    # the others read it, never a half-written file (they failed with "File exists" before).
+    draft = path.with_name(f".secret_key.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            return path.read_text().strip()
+    finally:
+        draft.unlink(missing_ok=True)
     return key
 
 

@@ -105,3 +105,29 @@ def test_a_broken_config_file_stops_a_command_with_one_line(tmp_path):
     assert str(config) in result.stderr and "is not valid TOML" in result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_processes_starting_together_on_a_fresh_instance_share_one_secret_key(tmp_path):
+    """make run starts three processes (and test workers start at once): the instance's
+    secret key is made by one of them and read by the others, never "File exists" or a
+    half-written key (the code before failed with "File exists" in 1-5 of 8, and one read an
+    empty key). Eight processes released together, twice."""
+    script = (
+        "import sys, time\n"
+        "from switchboard.config import _instance_secret\n"
+        "start = float(sys.argv[2])\n"
+        "while time.time() < start: pass\n"
+        "print(_instance_secret(sys.argv[1]))\n"
+    )
+    for round_ in range(2):
+        instance = tmp_path / f"instance{round_}"
+        start = f"{__import__('time').time() + 1.5:.3f}"
+        children = [subprocess.Popen([sys.executable, "-c", script, str(instance), start], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for _ in range(8)]
+        results = [child.communicate(timeout=60) for child in children]
+        assert [err for _, err in results if err] == []
+        keys = {out.strip() for out, _ in results}
+        assert len(keys) == 1 and len(keys.pop()) >= 40
+        assert [p.name for p in instance.iterdir()] == ["secret_key"]  # no draft left behind
+        assert oct((instance / "secret_key").stat().st_mode & 0o777) == "0o600"
