@@ -291,25 +291,16 @@ def test_a_change_rolled_back_never_reaches_the_copy(people, monkeypatch):
 
 def test_an_action_reads_the_settings_from_the_copy(people, monkeypatch):
     """Acting on calls asks the settings no statement while the copy is fresh."""
-    import sqlalchemy as sa
-
     from switchboard.calls.services import resolve_call
+    from tests.statements import statements
 
     monkeypatch.setattr(settings, "_clock", lambda: 1000.0)
     settings.mail_wanted(T.CALL_RESOLVED)  # loads the copy
     db.session.commit()
     call = log_call(people["anna"], "Printer jammed", customer=people["carol"])
     db.session.commit()
-    sent = []
-
-    def count(conn, cursor, statement, *args):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements() as sent:
         resolve_call(call, people["anna"], "Cleared the jam")
         db.session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
     assert [r.to for r in rows(message_type=int(T.CALL_RESOLVED))] == [[people["carol"].email]]
     assert not [s for s in sent if "notification_setting" in s or "mail_switch" in s or "mail_opt_out" in s]

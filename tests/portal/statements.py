@@ -1,26 +1,7 @@
 """Counting the SQL statements a portal page or action sends (the statement-bound tests of
 test_sql_per_page.py and test_sql_per_request.py)."""
 
-import contextlib
-
-import sqlalchemy as sa
-
-from switchboard.db import db
-
-
-@contextlib.contextmanager
-def statements():
-    """Counts the SQL statements sent to the database inside the block."""
-    sent = []
-
-    def count(conn, cursor, statement, parameters, context, executemany):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield sent
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
+from tests.statements import statements
 
 
 def counted(portal, method: str, url: str, data=None) -> tuple[int, str]:

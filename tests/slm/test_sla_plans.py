@@ -6,7 +6,6 @@ process within PLAN_SECONDS; a change rolled back never reaches the copy. Both d
 import re
 
 import pytest
-import sqlalchemy as sa
 
 from switchboard.calls.models import CallStatus
 from switchboard.calls.services import (
@@ -16,6 +15,7 @@ from switchboard.db import db
 from switchboard.people.models import Person
 from switchboard.slm import admin, plans
 from switchboard.slm.models import Target
+from tests.statements import statements
 
 HOUR = 3600
 # A statement that reads the SLA, its targets, levels or calendar (the call's firings are the
@@ -32,17 +32,9 @@ def frozen(monkeypatch):
 
 
 def _sent_during(action):
-    sent = []
-
-    def count(conn, cursor, statement, *args):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements() as sent:
         action()
         db.session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
     return sent
 
 

@@ -2,13 +2,13 @@
 levels, business calendar, the call's firings) flushes nothing, so each action writes the call
 in one UPDATE with its timeline entry, however many of those reads it makes."""
 
-import sqlalchemy as sa
 
 from switchboard.calls.services import (
     change_priority, close_call, get_call, hold_call, log_call, reopen_call, resolve_call, resume_call, update_call,
 )
 from switchboard.db import db
 from switchboard.people.models import Person
+from tests.statements import statements
 
 HOUR = 3600
 
@@ -27,20 +27,11 @@ def test_each_action_writes_the_call_once(people, make_sla, office):
         ("reopen", lambda c, me: reopen_call(c, me, "Jammed again")),
         ("close", lambda c, me: close_call(c, me, "Replaced")),
     ]
-    sent = []
-
-    def count(conn, cursor, statement, *args):
-        sent.append(statement)
-
     for name, action in actions:
         db.session.expunge_all()  # as a request starts: nothing of the SLA read yet
-        sent.clear()
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        try:
+        with statements() as sent:
             action(get_call(call_id), db.session.get(Person, anna_id))
             db.session.commit()
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", count)
         updates = [s for s in sent if s.lstrip().upper().startswith("UPDATE CALL ")]
         assert len(updates) == 1, (name, updates)
     call = get_call(call_id)
@@ -57,17 +48,9 @@ def test_the_priority_chosen_from_the_form_is_read_once(people, make_sla, office
     db.session.commit()
     call_id, anna_id = call.id, people["anna"].id
     db.session.expunge_all()
-    sent = []
-
-    def count(conn, cursor, statement, *args):
-        sent.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
+    with statements() as sent:
         choices = [(p.id, p.name) for p in priorities()]  # the form's choices
         change_priority(get_call(call_id), db.session.get(Person, anna_id), choices[1][0], "Busier")
         db.session.commit()
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
     assert len([s for s in sent if "FROM priority" in s]) == 1
     assert get_call(call_id).priority_id == choices[1][0]
